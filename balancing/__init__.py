@@ -1,0 +1,1 @@
+"""The `balancing` command: a thin dispatcher over the component command lines."""

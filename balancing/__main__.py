@@ -1,0 +1,3 @@
+from balancing.cli import main
+
+raise SystemExit(main())

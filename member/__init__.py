@@ -1,0 +1,1 @@
+"""Member controller and node agent: export the cluster, import merged policy, program the node."""

@@ -1,0 +1,1 @@
+"""Test helpers: a cleanup registry and per-test kernel resources (namespaces, cgroups, bpffs dirs)."""
