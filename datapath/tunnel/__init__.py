@@ -1,0 +1,1 @@
+"""WireGuard mesh on a node: keys, interface, peers, routes, node proxy IPv4."""
