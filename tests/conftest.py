@@ -5,7 +5,30 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.testing import Federation
 from tests.helpers.resources import CleanupRegistry, KernelResources
+
+LAB_MEMBERS = 2
+LAB_NODES_PER_CLUSTER = 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `lab_teardown` take the lab down, so they run after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+
+
+@pytest.fixture(scope="session")
+def federation() -> Iterator[Federation]:
+    """The real lab: a hub and two member control planes with two nodes each, shared by the session.
+
+    Set BALANCING_KEEP_LAB=1 to leave it running after the session (faster local iteration).
+    """
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root: run the README's test command as root")
+    lab = Federation.up(LAB_MEMBERS, LAB_NODES_PER_CLUSTER)
+    yield lab
+    if os.environ.get("BALANCING_KEEP_LAB") != "1":
+        lab.down()
 
 
 @pytest.fixture
