@@ -1,0 +1,43 @@
+"""The package layering holds: import-linter contracts in pyproject.toml, checked on every run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_import_contracts_are_kept() -> None:
+    lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    result = subprocess.run([lint_imports], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_contracts_cover_the_rules_we_promise() -> None:
+    text = (REPO / "pyproject.toml").read_text()
+    for rule in (
+        'modules = ["hub", "member"]',
+        '"kubernetes", "kopf", "hub", "member", "lab"',
+        'source_modules = ["hub", "member", "datapath", "crds"]',
+    ):
+        assert rule in text
+
+
+def test_a_forbidden_import_breaks_the_contracts(tmp_path: Path) -> None:
+    """The check can fail: a scratch tree where datapath imports kubernetes and hub imports member."""
+    for package in ("balancing", "hub", "member", "datapath", "crds", "lab"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "datapath" / "maps.py").write_text("import kubernetes\n")
+    (tmp_path / "hub" / "sync.py").write_text("import member\n")
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    result = subprocess.run([lint_imports], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "hub and member never import each other BROKEN" in result.stdout
+    assert "datapath talks to the kernel only" in result.stdout and "2 broken" in result.stdout
