@@ -558,7 +558,7 @@ def provide_kubernetes() -> dict[str, Path]:
         packages = [f"k8s.io/kubernetes/cmd/{name}@v{KUBERNETES_VERSION}" for name in binaries]
         log(f"Kubernetes {KUBERNETES_VERSION}: resolving modules (log: {build_log})")
         run(["go", "get", *packages], cwd=build, env=env, log_file=build_log)
-    log(f"Kubernetes {KUBERNETES_VERSION}: go build (about 40 min cold on 2 cores; log: {build_log})")
+    log(f"Kubernetes {KUBERNETES_VERSION}: go build (about 8 min cold on 2 cores; log: {build_log})")
     started = time.monotonic()
     (build / "bin").mkdir(exist_ok=True)
     run(
