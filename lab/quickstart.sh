@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Quick start: install everything, bring up a hub and two member clusters on this host, install the
+# CRDs, apply the example policies on the hub and show them. The lab stays up afterwards;
+# `balancing lab down` removes it.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+bash lab/install.sh
+export PATH="${BALANCING_CACHE:-$HOME/.cache/balancing}/bin:$PATH"  # pinned kubectl/helm first
+python="${BALANCING_PYTHON:-python3}"
+balancing() { "$python" -m balancing "$@"; }
+
+balancing lab up --members 2
+
+shopt -s nullglob
+crds=(crds/*.yaml)
+examples=(examples/*.yaml)
+for cluster in hub member-1 member-2; do
+    kubeconfig="$(balancing lab kubeconfig "$cluster")"
+    if ((${#crds[@]})); then
+        kubectl --kubeconfig "$kubeconfig" apply --server-side --force-conflicts -f crds/
+        kubectl --kubeconfig "$kubeconfig" wait --for condition=Established --timeout 60s crd --all
+    fi
+done
+
+hub="$(balancing lab kubeconfig hub)"
+if ((${#examples[@]})); then
+    kubectl --kubeconfig "$hub" apply -f examples/
+fi
+echo
+echo "# policies on the hub (kubectl --kubeconfig $hub get balancingpolicies,localredirectpolicies)"
+kubectl --kubeconfig "$hub" get balancingpolicies,localredirectpolicies
+echo
+echo "The lab is up: kubectl --kubeconfig \"\$(balancing lab kubeconfig CLUSTER)\" ...; remove it with: balancing lab down"

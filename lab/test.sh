@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything and run the whole test suite (the README's test command; .ci/run calls it).
+# Extra arguments go to pytest, e.g. `bash lab/test.sh tests/lab -x`.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+started=$SECONDS
+bash lab/install.sh
+echo "install took $((SECONDS - started)) s"
+export PATH="${BALANCING_CACHE:-$HOME/.cache/balancing}/bin:$PATH"  # pinned kubectl/helm first
+exec "${BALANCING_PYTHON:-python3}" -m pytest -q "$@"
