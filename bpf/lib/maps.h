@@ -1,0 +1,103 @@
+/* Every map of the socket load balancer, in one place. Names are prefixed bf_lb4_ and carry a
+ * layout version (_vN, at most 15 characters in all): a layout change gets a new name, so old and
+ * new maps can live side by side while the loader swaps programs over (see docs/datapath.md).
+ * All maps are pinned by name under the node's bpffs directory.
+ */
+#ifndef BF_MAPS_H
+#define BF_MAPS_H
+
+#include "types.h"
+
+#define BF_LB4_LAYOUT 1
+
+/* Frontends: (address, port, protocol, tier) -> backend set, options and policy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_FRONTENDS_MAX);
+	__type(key, struct bf_lb4_fe_key);
+	__type(value, struct bf_lb4_fe);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_fe_v1 SEC(".maps");
+
+/* Backend sets: (set id, index) -> backend address and port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_SLOTS_MAX);
+	__type(key, struct bf_lb4_slot_key);
+	__type(value, struct bf_lb4_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_be_v1 SEC(".maps");
+
+/* Membership: (frontend id, backend) -> 1 while the backend belongs to the frontend; affinity is
+ * honoured only for members, so a removed backend is never chosen again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_SLOTS_MAX);
+	__type(key, struct bf_lb4_member_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_mem_v1 SEC(".maps");
+
+/* Session affinity: (client netns cookie, frontend id) -> last backend and when it was used. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BF_LB4_AFFINITY_MAX);
+	__type(key, struct bf_lb4_aff_key);
+	__type(value, struct bf_lb4_aff);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_aff_v1 SEC(".maps");
+
+/* QoS windows: frontend id -> redirects admitted in the current one-second window. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_FRONTENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct bf_lb4_qos);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_qos_v1 SEC(".maps");
+
+/* Reverse translation: (socket cookie, backend) -> frontend, for recvmsg4 and getpeername4. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BF_LB4_REVERSE_MAX);
+	__type(key, struct bf_lb4_rev_key);
+	__type(value, struct bf_lb4_rev);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_rev_v1 SEC(".maps");
+
+/* Resolution events (struct bf_lb4_event), read by `balancing datapath events`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, BF_LB4_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_evt_v1 SEC(".maps");
+
+/* Policy names: policy id -> name, written by userspace only, so events decode after a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_POLICIES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct bf_lb4_policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_pol_v1 SEC(".maps");
+
+/* Writer metadata: layout version and id allocators (one element), written by userspace only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bf_lb4_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_meta_v1 SEC(".maps");
+
+/* Counters: BF_STAT_* -> count, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BF_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_stat_v1 SEC(".maps");
+
+#endif /* BF_MAPS_H */

@@ -1,0 +1,105 @@
+/* sock4_: what the cgroup sock_addr hooks share: reverse translation and resolution events. */
+#ifndef BF_SOCK4_H
+#define BF_SOCK4_H
+
+#include "lb4.h"
+
+static __always_inline __be16 sock4_port(const struct bpf_sock_addr *ctx)
+{
+	return (__be16)ctx->user_port; /* network-order port in the low 16 bits */
+}
+
+/* Remember that this socket talks to `backend` on behalf of the frontend it asked for. */
+static __always_inline void sock4_rev_record(__u64 cookie, const struct bf_lb4_backend *backend,
+					     __be32 frontend_address, __be16 frontend_port)
+{
+	struct bf_lb4_rev_key key = { .socket_cookie = cookie, .address = backend->address, .port = backend->port };
+	struct bf_lb4_rev value = { .address = frontend_address, .port = frontend_port };
+	struct bf_lb4_rev *known = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+
+	if (known && known->address == value.address && known->port == value.port)
+		return; /* unconnected UDP sends the same pair again and again: skip the write */
+	bpf_map_update_elem(&bf_lb4_rev_v1, &key, &value, BPF_ANY);
+}
+
+/* Rewrite a peer address (recvmsg4 source, getpeername4 result) back to the frontend. */
+static __always_inline void sock4_rev_restore(struct bpf_sock_addr *ctx)
+{
+	struct bf_lb4_rev_key key = {
+		.socket_cookie = bpf_get_socket_cookie(ctx),
+		.address = ctx->user_ip4,
+		.port = sock4_port(ctx),
+	};
+	struct bf_lb4_rev *frontend = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+
+	if (!frontend)
+		return;
+	ctx->user_ip4 = frontend->address;
+	ctx->user_port = (__u32)frontend->port;
+	lb4_stat_inc(BF_STAT_REVERSE_HIT);
+}
+
+static __always_inline void sock4_emit(const struct bpf_sock_addr *ctx, __u8 hook, __u64 netns_cookie,
+				       __u64 socket_cookie, const struct lb4_decision *decision)
+{
+	struct bf_lb4_event *event = bpf_ringbuf_reserve(&bf_lb4_evt_v1, sizeof(*event), 0);
+
+	if (!event) {
+		lb4_stat_inc(BF_STAT_EVENTS_DROPPED);
+		return;
+	}
+	__builtin_memset(event, 0, sizeof(*event));
+	event->timestamp_ns = bpf_ktime_get_ns();
+	event->netns_cookie = netns_cookie;
+	event->cgroup_id = bpf_get_current_cgroup_id();
+	event->socket_cookie = socket_cookie;
+	event->pid = bpf_get_current_pid_tgid() >> 32;
+	event->policy_id = decision->policy_id;
+	event->orig_address = ctx->user_ip4;
+	event->orig_port = sock4_port(ctx);
+	if (decision->result == BF_RESULT_REDIRECTED) {
+		event->new_address = decision->backend.address;
+		event->new_port = decision->backend.port;
+	} else {
+		event->new_address = event->orig_address;
+		event->new_port = event->orig_port;
+	}
+	event->protocol = ctx->protocol;
+	event->hook = hook;
+	event->tier = decision->tier;
+	event->result = decision->result;
+	event->declined_empty = decision->declined_empty;
+	event->declined_qos = decision->declined_qos;
+	event->affinity_hit = decision->affinity_hit;
+	bpf_ringbuf_submit(event, 0);
+}
+
+/* Forward translation for connect4 and sendmsg4: frontend -> backend, then record the reverse. */
+static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct lb4_decision decision = {};
+	__u64 netns_cookie, socket_cookie;
+	__be32 address = ctx->user_ip4;
+	__be16 port = sock4_port(ctx);
+	__u8 protocol = ctx->protocol;
+
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
+		return;
+	netns_cookie = bpf_get_netns_cookie(ctx);
+	if (!lb4_resolve(address, port, protocol, netns_cookie, &decision))
+		return; /* not a frontend: no event, no cost beyond the lookups */
+	socket_cookie = bpf_get_socket_cookie(ctx);
+	if (decision.result == BF_RESULT_REDIRECTED) {
+		ctx->user_ip4 = decision.backend.address;
+		ctx->user_port = (__u32)decision.backend.port;
+		sock4_rev_record(socket_cookie, &decision.backend, address, port);
+		lb4_stat_inc(BF_STAT_REDIRECTED);
+		if (decision.affinity_hit)
+			lb4_stat_inc(BF_STAT_AFFINITY_HIT);
+	} else {
+		lb4_stat_inc(decision.result == BF_RESULT_DECLINED_QOS ? BF_STAT_DECLINED_QOS : BF_STAT_NO_BACKEND);
+	}
+	sock4_emit(ctx, hook, netns_cookie, socket_cookie, &decision);
+}
+
+#endif /* BF_SOCK4_H */

@@ -1,0 +1,1 @@
+"""The cgroup eBPF socket load balancer: desired state, loader, map writer, reader."""

@@ -1,0 +1,220 @@
+"""The loader: load the BPF object with its maps pinned per node, attach it to one cgroup, detach.
+
+Pins under the node's bpffs directory:
+- `bf_lb4_<map>_v<N>`: every map (libbpf reuses a pin of the same name and layout);
+- `bf_lb4_link_<hook>`: one BPF link per hook, attaching a program to the node's cgroup.
+
+Pinned links outlive the process that made them, so the datapath keeps working while an agent
+restarts. A new program (new build) replaces the old one in its link with BPF_LINK_UPDATE, which is
+atomic: there is no moment without a program. A layout change (new map names) works the same way:
+the new maps are created and filled first, then the links switch, then the old pins go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datapath.lb import abi, bpfsys
+from datapath.lb.errors import DatapathError, KernelError
+from datapath.lb.libbpf import BpfObject
+from datapath.lb.maps import LbMaps
+
+LINK_PREFIX = "bf_lb4_link_"
+CGROUP2_MAGIC_FS = "cgroup2"
+BPF_FS = "bpf"
+
+
+@dataclass
+class LoadReport:
+    attached: list[str] = field(default_factory=list)  # hooks newly attached
+    updated: list[str] = field(default_factory=list)  # hooks whose program was swapped in place
+    kept: list[str] = field(default_factory=list)  # hooks already running this very program
+    stale_pins_removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [
+            f"{label} {', '.join(hooks)}"
+            for label, hooks in (("attached", self.attached), ("updated", self.updated), ("kept", self.kept))
+            if hooks
+        ]
+        if self.stale_pins_removed:
+            parts.append(f"removed old pins {', '.join(self.stale_pins_removed)}")
+        return "; ".join(parts)
+
+
+def _mounts() -> list[tuple[str, str]]:
+    with open("/proc/self/mounts") as mounts:
+        return [(line.split()[1], line.split()[2]) for line in mounts]
+
+
+def _filesystem_of(path: Path) -> str:
+    """The type of the filesystem `path` lives on (longest matching mount point)."""
+    resolved = str(path.resolve())
+    best, kind = "", ""
+    for mount_point, fs_type in _mounts():
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fs_type
+    return kind
+
+
+def check_cgroup(cgroup: Path) -> int:
+    """The cgroup id of a cgroup v2 directory that is not the root; raise DatapathError otherwise."""
+    if not cgroup.is_dir() or not (cgroup / "cgroup.procs").exists():
+        raise DatapathError(f"--cgroup {cgroup}: not a cgroup directory")
+    if _filesystem_of(cgroup) != CGROUP2_MAGIC_FS:
+        raise DatapathError(f"--cgroup {cgroup}: not on a cgroup2 filesystem")
+    resolved = str(cgroup.resolve())
+    if any(resolved == mount for mount, kind in _mounts() if kind == CGROUP2_MAGIC_FS):
+        raise DatapathError(
+            f"--cgroup {cgroup}: refusing the cgroup2 root, it would rewrite every process on the machine; "
+            "give the node's own cgroup"
+        )
+    return os.stat(cgroup).st_ino  # a cgroup v2 id is its directory's inode number
+
+
+def check_bpffs(bpffs_dir: Path, create: bool) -> None:
+    if create:
+        bpffs_dir.mkdir(parents=True, exist_ok=True)
+    if not bpffs_dir.is_dir():
+        raise DatapathError(f"--bpffs {bpffs_dir}: no such directory")
+    if _filesystem_of(bpffs_dir) != BPF_FS:
+        raise DatapathError(f"--bpffs {bpffs_dir}: not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)")
+
+
+def link_pin(bpffs_dir: Path, hook: str) -> Path:
+    return bpffs_dir / f"{LINK_PREFIX}{hook}"
+
+
+@dataclass
+class AttachedLink:
+    hook: str
+    link_id: int
+    prog_id: int
+    cgroup_id: int
+
+
+def attached_links(bpffs_dir: Path) -> list[AttachedLink]:
+    links: list[AttachedLink] = []
+    for _program, hook in abi.PROGRAMS:
+        path = link_pin(bpffs_dir, hook)
+        if not path.exists():
+            continue
+        fd = bpfsys.obj_get(path)
+        try:
+            info = bpfsys.link_info(fd)
+            links.append(AttachedLink(hook, info.id, info.prog_id, info.cgroup_id))
+        finally:
+            os.close(fd)
+    return links
+
+
+def _prog_tag(fd: int) -> bytes:
+    return bytes(bpfsys.prog_info(fd).tag)
+
+
+def _tag_of_prog_id(prog_id: int) -> bytes:
+    fd = bpfsys.prog_fd_by_id(prog_id)
+    try:
+        return _prog_tag(fd)
+    finally:
+        os.close(fd)
+
+
+def _stale_pins(bpffs_dir: Path, current: set[str]) -> list[Path]:
+    return sorted(
+        path
+        for path in bpffs_dir.iterdir()
+        if path.name.startswith(abi.MAP_PREFIX)
+        and not path.name.startswith(LINK_PREFIX)
+        and path.name not in current
+    )
+
+
+def load(
+    bpffs_dir: Path,
+    cgroup: Path,
+    object_path: Path,
+    fill: Callable[[LbMaps], None] | None = None,
+) -> LoadReport:
+    """Load `object_path` with maps pinned under `bpffs_dir`, let `fill` reconcile the maps, then
+    attach every program to `cgroup` (or swap it into the existing link), then drop stale pins."""
+    cgroup_id = check_cgroup(cgroup)
+    check_bpffs(bpffs_dir, create=True)
+    existing = attached_links(bpffs_dir)
+    for link in existing:
+        if link.cgroup_id != cgroup_id:
+            raise DatapathError(
+                f"{link_pin(bpffs_dir, link.hook)} attaches to cgroup id {link.cgroup_id}, not {cgroup} "
+                f"(id {cgroup_id}); detach it first"
+            )
+    report = LoadReport()
+    with BpfObject(object_path, bpffs_dir) as bpf_object:
+        current_maps = set(bpf_object.map_names())
+        with LbMaps(bpffs_dir) as maps:
+            layout, next_frontend, next_set, next_policy = maps.read_meta()
+            if layout == 0:  # freshly created maps
+                maps.write_meta(max(next_frontend, 1), max(next_set, 1), max(next_policy, 1))
+            if fill is not None:
+                fill(maps)
+        cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            by_hook = {link.hook: link for link in existing}
+            for program, hook in abi.PROGRAMS:
+                prog_fd = bpf_object.program_fd(program)
+                link = by_hook.get(hook)
+                if link is None:
+                    bpf_object.attach_cgroup(program, cgroup_fd, link_pin(bpffs_dir, hook))
+                    report.attached.append(hook)
+                elif _tag_of_prog_id(link.prog_id) == _prog_tag(prog_fd):
+                    report.kept.append(hook)
+                else:
+                    link_fd = bpfsys.obj_get(link_pin(bpffs_dir, hook))
+                    try:
+                        bpfsys.link_update(link_fd, prog_fd)
+                    finally:
+                        os.close(link_fd)
+                    report.updated.append(hook)
+        finally:
+            os.close(cgroup_fd)
+    for path in _stale_pins(bpffs_dir, current_maps):
+        path.unlink()
+        report.stale_pins_removed.append(path.name)
+    return report
+
+
+def detach(bpffs_dir: Path, cgroup: Path) -> list[str]:
+    """Detach every link this datapath made on `cgroup` and remove all its pins; return what went."""
+    cgroup_id = check_cgroup(cgroup)
+    if not bpffs_dir.exists():
+        return []
+    check_bpffs(bpffs_dir, create=False)
+    removed: list[str] = []
+    for link in attached_links(bpffs_dir):
+        if link.cgroup_id != cgroup_id:
+            raise DatapathError(
+                f"{link_pin(bpffs_dir, link.hook)} attaches to cgroup id {link.cgroup_id}, not {cgroup} "
+                f"(id {cgroup_id}); nothing was detached"
+            )
+    for link in attached_links(bpffs_dir):
+        path = link_pin(bpffs_dir, link.hook)
+        fd = bpfsys.obj_get(path)
+        try:
+            bpfsys.link_detach(fd)  # detaches even if another process still holds the link open
+        except KernelError:
+            pass  # already detached (cgroup gone): removing the pin is all that is left
+        finally:
+            os.close(fd)
+        path.unlink()
+        removed.append(path.name)
+    for path in sorted(bpffs_dir.iterdir()):
+        if path.name.startswith(abi.MAP_PREFIX):
+            path.unlink()
+            removed.append(path.name)
+    with contextlib.suppress(OSError):
+        bpffs_dir.rmdir()  # only when empty: the operator may keep other pins there
+    return removed
