@@ -89,6 +89,7 @@ _set_print(_capture)
 RingCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _ring_new = _bind("ring_buffer__new", _vp, ctypes.c_int, RingCallback, _vp, _vp)
 _ring_poll = _bind("ring_buffer__poll", ctypes.c_int, _vp, ctypes.c_int)
+_ring_consume = _bind("ring_buffer__consume", ctypes.c_int, _vp)
 _ring_free = _bind("ring_buffer__free", None, _vp)
 
 
@@ -177,6 +178,13 @@ class RingBuffer:
         if count < 0 and -count != 4:  # EINTR is fine
             raise KernelError(f"poll ring buffer: {os.strerror(-count)}", -count)
         return max(count, 0)
+
+    def consume(self) -> int:
+        """Read every record available now, without waiting."""
+        count = int(_ring_consume(self._handle))  # type: ignore[call-overload]
+        if count < 0:
+            raise KernelError(f"read ring buffer: {os.strerror(-count)}", -count)
+        return count
 
     def close(self) -> None:
         if self._handle is not None:

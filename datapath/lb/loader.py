@@ -140,9 +140,11 @@ def load(
     cgroup: Path,
     object_path: Path,
     fill: Callable[[LbMaps], None] | None = None,
-) -> LoadReport:
+) -> tuple[LoadReport, LbMaps]:
     """Load `object_path` with maps pinned under `bpffs_dir`, let `fill` reconcile the maps, then
-    attach every program to `cgroup` (or swap it into the existing link), then drop stale pins."""
+    attach every program to `cgroup` (or swap it into the existing link), then drop stale pins.
+
+    Returns the report and the open maps; the caller closes them."""
     cgroup_id = check_cgroup(cgroup)
     check_bpffs(bpffs_dir, create=True)
     existing = attached_links(bpffs_dir)
@@ -153,38 +155,51 @@ def load(
                 f"(id {cgroup_id}); detach it first"
             )
     report = LoadReport()
-    with BpfObject(object_path, bpffs_dir) as bpf_object:
-        current_maps = set(bpf_object.map_names())
-        with LbMaps(bpffs_dir) as maps:
+    maps: LbMaps | None = None
+    try:
+        with BpfObject(object_path, bpffs_dir) as bpf_object:
+            current_maps = set(bpf_object.map_names())
+            maps = LbMaps(bpffs_dir)
             layout, next_frontend, next_set, next_policy = maps.read_meta()
             if layout == 0:  # freshly created maps
                 maps.write_meta(max(next_frontend, 1), max(next_set, 1), max(next_policy, 1))
             if fill is not None:
                 fill(maps)
-        cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            by_hook = {link.hook: link for link in existing}
-            for program, hook in abi.PROGRAMS:
-                prog_fd = bpf_object.program_fd(program)
-                link = by_hook.get(hook)
-                if link is None:
-                    bpf_object.attach_cgroup(program, cgroup_fd, link_pin(bpffs_dir, hook))
-                    report.attached.append(hook)
-                elif _tag_of_prog_id(link.prog_id) == _prog_tag(prog_fd):
-                    report.kept.append(hook)
-                else:
-                    link_fd = bpfsys.obj_get(link_pin(bpffs_dir, hook))
-                    try:
-                        bpfsys.link_update(link_fd, prog_fd)
-                    finally:
-                        os.close(link_fd)
-                    report.updated.append(hook)
-        finally:
-            os.close(cgroup_fd)
+            _attach_all(bpf_object, bpffs_dir, cgroup, existing, report)
+    except BaseException:
+        if maps is not None:
+            maps.close()
+        raise
     for path in _stale_pins(bpffs_dir, current_maps):
         path.unlink()
         report.stale_pins_removed.append(path.name)
-    return report
+    assert maps is not None
+    return report, maps
+
+
+def _attach_all(
+    bpf_object: BpfObject, bpffs_dir: Path, cgroup: Path, existing: list[AttachedLink], report: LoadReport
+) -> None:
+    cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        by_hook = {link.hook: link for link in existing}
+        for program, hook in abi.PROGRAMS:
+            prog_fd = bpf_object.program_fd(program)
+            link = by_hook.get(hook)
+            if link is None:
+                bpf_object.attach_cgroup(program, cgroup_fd, link_pin(bpffs_dir, hook))
+                report.attached.append(hook)
+            elif _tag_of_prog_id(link.prog_id) == _prog_tag(prog_fd):
+                report.kept.append(hook)
+            else:
+                link_fd = bpfsys.obj_get(link_pin(bpffs_dir, hook))
+                try:
+                    bpfsys.link_update(link_fd, prog_fd)
+                finally:
+                    os.close(link_fd)
+                report.updated.append(hook)
+    finally:
+        os.close(cgroup_fd)
 
 
 def detach(bpffs_dir: Path, cgroup: Path) -> list[str]:
