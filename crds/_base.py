@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "balancing.elf.io"
@@ -71,7 +71,8 @@ def immutable(field: str) -> CelRule:
 class ApiModel(BaseModel):
     """Base of every spec/status part: camelCase on the wire, snake_case in Python, no unknown fields."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # strict: like the apiserver, refuse "yes" for a boolean and "80" for an integer.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
 
     def to_api(self) -> dict[str, Any]:
         """The JSON-ready dict the apiserver expects (camelCase, unset fields omitted)."""
@@ -160,12 +161,12 @@ IPV4_CIDR_RULE = rule(
 
 IPv4 = Annotated[
     str,
-    Field(min_length=7, max_length=15, json_schema_extra=validations(IPV4_RULE)),
+    Field(max_length=15, json_schema_extra=validations(IPV4_RULE)),
     AfterValidator(check_ipv4),
 ]
 IPv4CIDR = Annotated[
     str,
-    Field(min_length=9, max_length=18, json_schema_extra=validations(IPV4_CIDR_RULE)),
+    Field(max_length=18, json_schema_extra=validations(IPV4_CIDR_RULE)),
     AfterValidator(_check_ipv4_cidr),
 ]
 
@@ -298,19 +299,19 @@ def _rfc3339(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+# RFC 3339 text on the wire (metav1.Time), a datetime in Python.
+Timestamp = Annotated[datetime, Field(strict=False), PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+
+
 class Condition(ApiModel):
     """The standard metav1.Condition shape."""
 
     type: Annotated[str, Field(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
     status: Literal["True", "False", "Unknown"]
     observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = None
-    last_transition_time: datetime
+    last_transition_time: Timestamp
     reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
     message: Annotated[str, Field(max_length=32768)]
-
-    @field_serializer("last_transition_time")
-    def _serialize_time(self, moment: datetime) -> str:
-        return _rfc3339(moment)
 
 
 Conditions = Annotated[

@@ -83,9 +83,6 @@ def _convert(node: Schema, defs: dict[str, Schema], where: str) -> Schema:
     node = _resolve(node, defs, where)
     if "const" in node and "enum" not in node:
         node = {**node, "enum": [node["const"]]}
-    if "enum" in node and node.get("type") == "string" and "maxLength" not in node:
-        # CEL's cost estimator treats an unbounded string as huge; an enum is bounded by its longest value.
-        node = {**node, "maxLength": max(len(value) for value in node["enum"])}
     if "type" not in node:
         raise SchemaError(f"{where}: every schema node needs a type")
     out: Schema = {}

@@ -31,6 +31,7 @@ from crds._base import (
     PortName,
     PrinterColumn,
     Protocol,
+    Timestamp,
     cel_quote,
     check_ipv4,
     find_condition,
@@ -124,7 +125,7 @@ class MemberClusterSpec(ApiModel):
 class MemberClusterStatus(ApiModel):
     """Liveness and inventory. The member writes lastHeartbeatTime; the hub writes the conditions."""
 
-    last_heartbeat_time: datetime | None = Field(default=None, description="Last heartbeat of the member.")
+    last_heartbeat_time: Timestamp | None = Field(default=None, description="Last heartbeat of the member.")
     member_version: Annotated[str, Field(max_length=64)] | None = Field(
         default=None, description="Version of the member controller."
     )
@@ -617,7 +618,6 @@ def _check_public_key(value: str) -> str:
 WireGuardPublicKey = Annotated[
     str,
     Field(
-        min_length=44,
         max_length=44,
         description="WireGuard public key (base64, 32 bytes). Private keys never leave the node.",
         json_schema_extra=validations(
@@ -649,7 +649,6 @@ def _check_endpoint(value: str) -> str:
 UnderlayEndpoint = Annotated[
     str,
     Field(
-        min_length=9,
         max_length=21,
         description="Underlay IPv4:port where the node's WireGuard listens.",
         json_schema_extra=validations(

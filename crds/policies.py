@@ -44,7 +44,6 @@ def _check_port(value: str) -> str:
 PortNumber = Annotated[
     str,
     Field(
-        min_length=1,
         max_length=5,
         description='Port number as a string, "1" to "65535".',
         json_schema_extra=validations(
@@ -182,7 +181,8 @@ class _PortsInCel:
 
 
 def _port_keys(list_expression: str) -> str:
-    return f"{list_expression}.map(p, (has(p.name) ? p.name : '') + '/' + p.protocol)"
+    # The protocol is spelled as literals so that CEL's cost estimate knows the strings' sizes.
+    return f"{list_expression}.map(p, (has(p.name) ? p.name : '') + (p.protocol == 'UDP' ? '/UDP' : '/TCP'))"
 
 
 def _pairing_rules(valid_guard: str, front: _PortsInCel, back: _PortsInCel) -> tuple[CelRule, ...]:
