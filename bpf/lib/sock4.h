@@ -39,8 +39,8 @@ static __always_inline void sock4_rev_restore(struct bpf_sock_addr *ctx)
 	lb4_stat_inc(BF_STAT_REVERSE_HIT);
 }
 
-static __always_inline void sock4_emit(const struct bpf_sock_addr *ctx, __u8 hook, __u64 netns_cookie,
-				       __u64 socket_cookie, const struct lb4_decision *decision)
+static __always_inline void sock4_emit(__be32 address, __be16 port, __u8 protocol, __u8 hook,
+				       __u64 netns_cookie, __u64 socket_cookie, const struct lb4_decision *decision)
 {
 	struct bf_lb4_event *event = bpf_ringbuf_reserve(&bf_lb4_evt_v1, sizeof(*event), 0);
 
@@ -55,8 +55,8 @@ static __always_inline void sock4_emit(const struct bpf_sock_addr *ctx, __u8 hoo
 	event->socket_cookie = socket_cookie;
 	event->pid = bpf_get_current_pid_tgid() >> 32;
 	event->policy_id = decision->policy_id;
-	event->orig_address = ctx->user_ip4;
-	event->orig_port = sock4_port(ctx);
+	event->orig_address = address;
+	event->orig_port = port;
 	if (decision->result == BF_RESULT_REDIRECTED) {
 		event->new_address = decision->backend.address;
 		event->new_port = decision->backend.port;
@@ -64,7 +64,7 @@ static __always_inline void sock4_emit(const struct bpf_sock_addr *ctx, __u8 hoo
 		event->new_address = event->orig_address;
 		event->new_port = event->orig_port;
 	}
-	event->protocol = ctx->protocol;
+	event->protocol = protocol;
 	event->hook = hook;
 	event->tier = decision->tier;
 	event->result = decision->result;
@@ -99,7 +99,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook
 	} else {
 		lb4_stat_inc(decision.result == BF_RESULT_DECLINED_QOS ? BF_STAT_DECLINED_QOS : BF_STAT_NO_BACKEND);
 	}
-	sock4_emit(ctx, hook, netns_cookie, socket_cookie, &decision);
+	sock4_emit(address, port, protocol, hook, netns_cookie, socket_cookie, &decision);
 }
 
 #endif /* BF_SOCK4_H */

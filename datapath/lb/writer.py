@@ -232,9 +232,8 @@ class MapWriter:
     def _reconcile(self, desired: dict[bytes, FrontendSpec], removed: Iterable[bytes]) -> ApplyReport:
         started = time.perf_counter()
         report = ApplyReport()
-        garbage_before = sum(self.garbage_sets.values())
+        report.garbage_sets_deleted = len(self.garbage_sets)
         report.elements_written += self.collect_garbage()
-        report.garbage_sets_deleted = garbage_before
 
         new_policies: dict[str, int] = {}
         allocated = (self.next_frontend_id, self.next_set_id, self.next_policy_id)

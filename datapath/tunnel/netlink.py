@@ -27,6 +27,7 @@ ROUTE_PROTO = 98  # "balancing" in `ip route ... proto 98`; not in /etc/iproute2
 MAIN_TABLE = 254
 RTN_UNICAST = 1
 RTN_UNREACHABLE = 7
+SCOPE_LINK = 253
 
 
 @contextmanager
@@ -107,7 +108,13 @@ def dump_routes(nl: Any, *, ours: bool) -> dict[IPNetwork, Route]:
 
 
 def route_to_tunnel(nl: Any, destination: IPNetwork, index: int, prefsrc: ipaddress.IPv4Address | None) -> None:
-    kwargs: dict[str, Any] = {"dst": str(destination), "oif": index, "proto": ROUTE_PROTO, "table": MAIN_TABLE}
+    kwargs: dict[str, Any] = {
+        "dst": str(destination),
+        "oif": index,
+        "proto": ROUTE_PROTO,
+        "table": MAIN_TABLE,
+        "scope": SCOPE_LINK,
+    }
     if prefsrc is not None and destination.version == 4:
         kwargs["prefsrc"] = str(prefsrc)
     _route(nl, "replace", destination, **kwargs)

@@ -15,7 +15,7 @@ File format (YAML or JSON; documented in docs/tunnels.md):
         publicKey: <44 characters of base64>
         endpoint: 172.30.2.11:51820
         allowedIPs: [10.102.1.0/24, 100.96.0.2/32]
-        persistentKeepalive: 25 # optional, default 25; 0 turns it off
+        persistentKeepaliveSeconds: 25 # optional, default 25; 0 turns it off
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ KEY_BYTES = 32
 
 _INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _STATE_FIELDS = {"interface", "listenPort", "proxyIPv4", "podCIDRs", "peers"}
-_PEER_FIELDS = {"name", "cluster", "node", "publicKey", "endpoint", "allowedIPs", "persistentKeepalive"}
+_PEER_FIELDS = {"name", "cluster", "node", "publicKey", "endpoint", "allowedIPs", "persistentKeepaliveSeconds"}
 
 
 def check_key(text: object) -> str:
@@ -264,9 +264,11 @@ def _parse_peer(index: int, raw: object, problems: list[str]) -> PeerSpec | None
         except ValueError as error:
             problems.append(f"{where}: allowedIPs[{position}] {error}")
 
-    keepalive = raw.get("persistentKeepalive", DEFAULT_KEEPALIVE)
+    keepalive = raw.get("persistentKeepaliveSeconds")
+    if keepalive is None:
+        keepalive = DEFAULT_KEEPALIVE
     if not _is_int(keepalive) or not 0 <= keepalive <= 65535:
-        problems.append(f"{where}: persistentKeepalive {keepalive!r} is not a number of seconds in 0-65535")
+        problems.append(f"{where}: persistentKeepaliveSeconds {keepalive!r} is not a number of seconds in 0-65535")
 
     if len(problems) > before or endpoint is None:
         return None
