@@ -144,7 +144,7 @@ TOOLS: Mapping[str, Tool] = {
         # Kubernetes >= 1.31 needs etcd >= 3.5.11 (or 3.4.29) for its health and watch-progress calls.
         Tool("etcd", ("--version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
         Tool("etcdctl", ("version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
-        # Debian 12's 0.0.20220316 is about 6x slower here; the 2023 releases added GSO/GRO.
+        # Debian 12's 0.0.20220316 is about 6x slower here than this 2023 code.
         Tool(
             "wireguard-go",
             ("--version",),
@@ -659,6 +659,8 @@ def ensure_bpf_object(repo: Path) -> None:
         check=False,
     )
     if probe.returncode != 0:
+        if "invalid choice" not in probe.stderr:
+            raise ToolchainError(f"`balancing datapath build --help` failed: {probe.stderr.strip()[-2000:]}")
         log("BPF object: `balancing datapath build` does not exist yet, skipped")
         return
     log("BPF object: balancing datapath build")
