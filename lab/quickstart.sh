@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: install everything, bring up a hub and two member clusters on this host, install the
-# CRDs, apply the example policies on the hub and show them. The lab stays up afterwards;
-# `balancing lab down` removes it.
+# CRDs, apply the seed example policies (examples/seeds/) on the hub and show them with kubectl.
+# The lab stays up afterwards; `balancing lab down` removes it.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -15,7 +15,7 @@ balancing lab up --members 2
 
 shopt -s nullglob
 crds=(crds/*.yaml)
-examples=(examples/*.yaml)
+examples=(examples/seeds/*.yaml)  # the policies from the user guides (seeds 000 and 003)
 for cluster in hub member-1 member-2; do
     kubeconfig="$(balancing lab kubeconfig "$cluster")"
     if ((${#crds[@]})); then
@@ -26,7 +26,7 @@ done
 
 hub="$(balancing lab kubeconfig hub)"
 if ((${#examples[@]})); then
-    kubectl --kubeconfig "$hub" apply -f examples/
+    kubectl --kubeconfig "$hub" apply -f examples/seeds/
 fi
 echo
 echo "# policies on the hub (kubectl --kubeconfig $hub get balancingpolicies,localredirectpolicies)"
