@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datapath.tunnel.keys import KeyStore
 from lab import host
 from tests.helpers.resources import KernelResources
 
@@ -135,7 +136,8 @@ class Topology:
         return result
 
     def pubkey(self, node: str) -> str:
-        return self.cli("pubkey", node).stdout.strip()
+        """The node's public key, read through the Python API (the CLI verb has its own test)."""
+        return KeyStore(self.nodes[node].state_dir / "tunnel").ensure()
 
     def peer_entry(self, name: str, public_key: str | None = None) -> dict[str, object]:
         node = self.nodes[name]
