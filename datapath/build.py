@@ -21,6 +21,9 @@ from datapath.lb.errors import DatapathError
 
 OBJECT_NAME = "bf_sock.o"
 PROGRAM_SOURCE = "bf_sock.c"
+# Built beside the programs, never loaded: every mirrored struct in its BTF (see the source).
+ALIGNCHECKER_NAME = "bf_alignchecker.o"
+ALIGNCHECKER_SOURCE = "bf_alignchecker.c"
 KERNEL_BTF = Path("/sys/kernel/btf/vmlinux")
 CLANG_FLAGS: tuple[str, ...] = ("-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 
@@ -97,17 +100,24 @@ def _build(target_dir: Path, target: Path, defines: Sequence[str]) -> None:
         partial = vmlinux_h.with_suffix(".h.tmp")
         partial.write_bytes(header)
         partial.rename(vmlinux_h)
-    partial_object = target.with_suffix(".o.tmp")
-    _run(
-        [
-            _tool("clang"),
-            *CLANG_FLAGS,
-            *(f"-D{define}" for define in defines),
-            f"-I{target_dir}",
-            "-c",
-            str(source_dir() / PROGRAM_SOURCE),
-            "-o",
-            str(partial_object),
-        ]
-    )
-    partial_object.rename(target)
+    # The align checker first: `target` existing is what marks the directory complete.
+    for source, output in ((ALIGNCHECKER_SOURCE, target_dir / ALIGNCHECKER_NAME), (PROGRAM_SOURCE, target)):
+        partial = output.with_suffix(".o.tmp")
+        _run(
+            [
+                _tool("clang"),
+                *CLANG_FLAGS,
+                *(f"-D{define}" for define in defines),
+                f"-I{target_dir}",
+                "-c",
+                str(source_dir() / source),
+                "-o",
+                str(partial),
+            ]
+        )
+        partial.rename(output)
+
+
+def alignchecker_object(defines: Sequence[str] = ()) -> Path:
+    """The never-loaded object whose BTF holds every struct userspace mirrors."""
+    return ensure_object(defines).with_name(ALIGNCHECKER_NAME)
