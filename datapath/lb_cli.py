@@ -26,9 +26,7 @@ def register(subparsers: Any) -> None:
     _bpffs(apply)
     _cgroup(apply)
     apply.add_argument("state_file", type=Path, metavar="STATE_FILE", help="YAML or JSON desired state")
-    apply.add_argument(
-        "--watch", action="store_true", help="stay running and re-apply whenever STATE_FILE changes"
-    )
+    apply.add_argument("--watch", action="store_true", help="stay running and re-apply whenever STATE_FILE changes")
     apply.add_argument("--interval", type=float, default=0.5, help="--watch poll interval in seconds")
     apply.set_defaults(handler=_apply)
 
@@ -98,7 +96,9 @@ def _apply(args: argparse.Namespace) -> int:
                 continue
             seen = current
             try:
-                report = lb.apply(load_state(args.state_file, lb.writer.capacity if lb.writer else capacity(args.bpffs)))
+                report = lb.apply(
+                    load_state(args.state_file, lb.writer.capacity if lb.writer else capacity(args.bpffs))
+                )
             except StateError as error:
                 print(f"balancing: error: {error} (keeping the previous state)", file=sys.stderr, flush=True)
                 continue

@@ -218,7 +218,7 @@ _CODES: dict[type, str] = {
 def _format(mirror: type[ctypes.Structure]) -> str:
     codes: list[str] = []
     position = 0
-    for name, field_type in mirror._fields_:
+    for name, field_type, *_bits in mirror._fields_:
         offset = getattr(mirror, name).offset
         if offset > position:
             codes.append(f"{offset - position}x")
@@ -226,7 +226,7 @@ def _format(mirror: type[ctypes.Structure]) -> str:
             codes.append(_CODES[field_type])
         elif issubclass(field_type, ctypes.Array):
             codes.append(f"{ctypes.sizeof(field_type)}s")
-        elif issubclass(field_type, ctypes.Structure):
+        elif isinstance(field_type, type) and issubclass(field_type, ctypes.Structure):
             codes.append(_format(field_type))
         else:
             raise TypeError(f"{mirror.__name__}.{name}: no struct code for {field_type}")

@@ -259,7 +259,7 @@ class Map:
             raise KernelError(f"delete in {self.name}: {os.strerror(error.errno)}", error.errno) from None
         return True
 
-    def keys(self) -> Iterator[bytes]:
+    def iter_keys(self) -> Iterator[bytes]:
         """Every key, by GET_NEXT_KEY (for maps without batch support)."""
         key = ctypes.create_string_buffer(self.key_size)
         next_key = ctypes.create_string_buffer(self.key_size)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from datapath.lb.errors import KernelError
 
@@ -32,11 +33,11 @@ _libc = ctypes.CDLL(None)
 _vp = ctypes.c_void_p
 
 
-def _bind(name: str, restype: object, *argtypes: object) -> Callable[..., object]:
+def _bind(name: str, restype: object, *argtypes: object) -> Any:
     function = getattr(_lib, name)
     function.restype = restype
     function.argtypes = list(argtypes)
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 class OpenOptions(ctypes.Structure):
@@ -73,8 +74,7 @@ _vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes
 _log: list[str] = []
 
 
-@_PrintFn
-def _capture(level: int, fmt: bytes, args: int) -> int:
+def _capture_line(level: int, fmt: bytes, args: int) -> int:
     if level > 1:  # LIBBPF_DEBUG: too chatty to keep
         return 0
     buffer = ctypes.create_string_buffer(4096)
@@ -84,6 +84,7 @@ def _capture(level: int, fmt: bytes, args: int) -> int:
     return 0
 
 
+_capture = _PrintFn(_capture_line)  # module-level: libbpf keeps the pointer
 _set_print(_capture)
 
 RingCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -111,8 +112,8 @@ class BpfObject:
         handle = _open_file(self._path_bytes, ctypes.byref(options))
         if not handle:
             raise _failure(f"open BPF object {path}")
-        self._handle: int | None = int(handle)  # type: ignore[call-overload]
-        if int(_object_load(self._handle)) != 0:  # type: ignore[call-overload]
+        self._handle: int | None = int(handle)
+        if int(_object_load(self._handle)) != 0:
             error = _failure(f"load BPF object {path} with maps pinned under {pin_root}")
             self.close()
             raise error
@@ -132,10 +133,10 @@ class BpfObject:
         program = _find_program(self._handle, name.encode())
         if not program:
             raise KernelError(f"program {name} is not in the BPF object")
-        return int(program)  # type: ignore[call-overload]
+        return int(program)
 
     def program_fd(self, name: str) -> int:
-        return int(_program_fd(self._program(name)))  # type: ignore[call-overload]
+        return int(_program_fd(self._program(name)))
 
     def map_names(self) -> list[str]:
         names: list[str] = []
@@ -152,7 +153,7 @@ class BpfObject:
         if not link:
             raise _failure(f"attach {program} to cgroup")
         try:
-            if int(_link_pin(link, os.fsencode(pin_path))) != 0:  # type: ignore[call-overload]
+            if int(_link_pin(link, os.fsencode(pin_path))) != 0:
                 raise _failure(f"pin link {pin_path}")
         finally:
             _link_destroy(link)  # closes our fd; the pin keeps the link attached
@@ -171,17 +172,17 @@ class RingBuffer:
         handle = _ring_new(map_fd, self._callback, None, None)
         if not handle:
             raise _failure("open ring buffer")
-        self._handle: int | None = int(handle)  # type: ignore[call-overload]
+        self._handle: int | None = int(handle)
 
     def poll(self, timeout_ms: int) -> int:
-        count = int(_ring_poll(self._handle, timeout_ms))  # type: ignore[call-overload]
+        count = int(_ring_poll(self._handle, timeout_ms))
         if count < 0 and -count != 4:  # EINTR is fine
             raise KernelError(f"poll ring buffer: {os.strerror(-count)}", -count)
         return max(count, 0)
 
     def consume(self) -> int:
         """Read every record available now, without waiting."""
-        count = int(_ring_consume(self._handle))  # type: ignore[call-overload]
+        count = int(_ring_consume(self._handle))
         if count < 0:
             raise KernelError(f"read ring buffer: {os.strerror(-count)}", -count)
         return count

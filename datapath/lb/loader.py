@@ -129,9 +129,7 @@ def _stale_pins(bpffs_dir: Path, current: set[str]) -> list[Path]:
     return sorted(
         path
         for path in bpffs_dir.iterdir()
-        if path.name.startswith(abi.MAP_PREFIX)
-        and not path.name.startswith(LINK_PREFIX)
-        and path.name not in current
+        if path.name.startswith(abi.MAP_PREFIX) and not path.name.startswith(LINK_PREFIX) and path.name not in current
     )
 
 

@@ -20,8 +20,7 @@ class LbMaps:
                 path = bpffs_dir / name
                 if not path.exists():
                     raise DatapathError(
-                        f"{path} is missing: nothing is loaded under {bpffs_dir} "
-                        "(run `balancing datapath apply` first)"
+                        f"{path} is missing: nothing is loaded under {bpffs_dir} (run `balancing datapath apply` first)"
                     )
                 opened = Map.open_pinned(path)
                 self._maps[name] = opened

@@ -59,8 +59,10 @@ class Explanation:
     def lines(self) -> list[str]:
         if not self.entries:
             return [f"{self.frontend}: not a frontend; connect() goes to it unchanged"]
-        head = f"{self.frontend}: resolved by tier {self.resolved_by}" if self.resolved_by else (
-            f"{self.frontend}: no tier has a backend; connect() goes to it unchanged"
+        head = (
+            f"{self.frontend}: resolved by tier {self.resolved_by}"
+            if self.resolved_by
+            else (f"{self.frontend}: no tier has a backend; connect() goes to it unchanged")
         )
         out = [head]
         for entry in self.entries:
@@ -192,10 +194,10 @@ class MapReader:
             "counters": self.maps.read_stats(),
             "allocators": {"nextFrontendId": next_frontend, "nextSetId": next_set, "nextPolicyId": next_policy},
             "entries": {
-                "affinity": sum(1 for _ in self.maps.affinity.keys()),
-                "reverse": sum(1 for _ in self.maps.reverse.keys()),
-                "members": sum(1 for _ in self.maps.members.keys()),
-                "policies": sum(1 for _ in self.maps.policies.keys()),
+                "affinity": sum(1 for _ in self.maps.affinity.iter_keys()),
+                "reverse": sum(1 for _ in self.maps.reverse.iter_keys()),
+                "members": sum(1 for _ in self.maps.members.iter_keys()),
+                "policies": sum(1 for _ in self.maps.policies.iter_keys()),
             },
         }
 
@@ -274,12 +276,12 @@ def decode_event(raw: bytes, policy_name: Any) -> ResolutionEvent:
         netns_cookie=netns_cookie,
         socket_cookie=socket_cookie,
         protocol=abi.PROTOCOL_NAMES.get(protocol, str(protocol)),
-        hook={abi.Hook.CONNECT4: "connect4", abi.Hook.SENDMSG4: "sendmsg4"}.get(hook, str(hook)),  # type: ignore[call-overload]
+        hook={abi.Hook.CONNECT4: "connect4", abi.Hook.SENDMSG4: "sendmsg4"}.get(hook, str(hook)),
         original=_endpoint(orig_address, orig_port),
         new=_endpoint(new_address, new_port),
         tier=abi.Tier(tier).label if tier in abi.Tier._value2member_map_ else "-",
         policy=policy_name(policy_id),
-        result=RESULT_LABELS.get(result, str(result)),  # type: ignore[call-overload]
+        result=RESULT_LABELS.get(result, str(result)),
         fell_through=fell_through if result == abi.Result.REDIRECTED else fell_through[:-1],
         affinity=bool(affinity_hit),
     )

@@ -170,7 +170,7 @@ class MapWriter:
         for key, value in maps.policies.items():
             self.policy_names[abi.U32.unpack(key)[0]] = value.split(b"\0", 1)[0].decode(errors="replace")
         self.policy_ids = {name: policy_id for policy_id, name in self.policy_names.items()}
-        self._unused_policies: set[int] = set()
+        self._unused_policies = set()
         _layout, next_frontend, next_set, next_policy = maps.read_meta()
         # The allocators never go backwards, even if the meta element was lost: ids are never reused.
         self.next_frontend_id = max(next_frontend, max_frontend + 1, 1)
@@ -181,14 +181,10 @@ class MapWriter:
 
     def apply(self, state: DesiredState) -> ApplyReport:
         """Make the maps hold exactly `state` (validated already); return what was done."""
-        desired = {
-            frontend_key(tier, spec.ip, spec.port, spec.protocol): spec for tier, _i, spec in state.entries()
-        }
+        desired = {frontend_key(tier, spec.ip, spec.port, spec.protocol): spec for tier, _i, spec in state.entries()}
         removed = [key for key in self.frontends if key not in desired]
         report = self._reconcile(desired, removed)
-        report.elements_written += self._collect_policies(
-            {spec.policy for spec in desired.values() if spec.policy}
-        )
+        report.elements_written += self._collect_policies({spec.policy for spec in desired.values() if spec.policy})
         return report
 
     def upsert(self, tier: abi.Tier, spec: FrontendSpec) -> ApplyReport:
@@ -249,9 +245,7 @@ class MapWriter:
                 self.next_frontend_id += 1
                 report.added += 1
             elif old.backends != blob or not old.consistent:
-                new = KernelFrontend(
-                    old.frontend_id, 0, policy_id, spec.affinity_timeout_seconds, spec.qos_limit, blob
-                )
+                new = KernelFrontend(old.frontend_id, 0, policy_id, spec.affinity_timeout_seconds, spec.qos_limit, blob)
                 report.swapped += 1
             elif (old.policy_id, old.affinity_timeout_s, old.qos_limit) != (
                 policy_id,

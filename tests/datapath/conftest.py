@@ -115,8 +115,13 @@ def topology(kernel: KernelResources, bpf_object: Path) -> Iterator[Topology]:
     host.run(["ip", "-n", client_ns, "route", "add", "10.77.1.0/24", "via", "10.77.0.2"])
     cgroup, bpffs = kernel.cgroup(), kernel.bpffs_dir()
     lb = SocketLB(bpffs, cgroup, bpf_object)
-    kernel.registry.add("socket LB", lambda: (lb.close(), detach(bpffs, cgroup)))
+    kernel.registry.add("socket LB", lambda: close_and_detach(lb, bpffs, cgroup))
     topo = Topology(kernel, client_ns, backend_ns, cgroup, bpffs, lb)
     topo.serve(backend_ns, [f"{ip}:{BACKEND_PORT}" for ip in BACKENDS])
     topo.add_vip(VIP)
     yield topo
+
+
+def close_and_detach(lb: SocketLB, bpffs: Path, cgroup: Path) -> None:
+    lb.close()
+    detach(bpffs, cgroup)

@@ -79,7 +79,7 @@ def tcp_client(ip: str, port: int, count: int, rate: float, duration: float, seq
         attempts += 1
         try:
             with socket.create_connection((ip, port), timeout=2) as connection:
-                peer = "%s:%d" % connection.getpeername()
+                peer = "{}:{}".format(*connection.getpeername())
                 answer = connection.recv(64).decode().strip()
             answers[answer] += 1
             peers[peer] += 1
@@ -118,9 +118,9 @@ def udp_client(ip: str, port: int, count: int, connect: bool) -> dict[str, objec
                     sock.sendto(b"ping %d" % attempt, (ip, port))
                 data, source = sock.recvfrom(2048)
                 answers[data.decode().strip()] += 1
-                sources["%s:%d" % source] += 1
+                sources["{}:{}".format(*source)] += 1
                 if connect:
-                    sources["getpeername " + "%s:%d" % sock.getpeername()] += 1
+                    sources["getpeername {}:{}".format(*sock.getpeername())] += 1
             except OSError as error:
                 errors[type(error).__name__ + ": " + str(error)] += 1
     return {

@@ -44,9 +44,11 @@ def test_each_mirror_has_the_size_and_member_offsets_of_the_c_struct(
     (btf,) = [t for t in alignchecker_btf.values() if t["kind"] == "STRUCT" and t.get("name") == c_name]
 
     assert btf["size"] == ctypes.sizeof(mirror), f"struct {c_name} size"
-    c_members = [(m["name"], m["bits_offset"] // 8, resolved_size(alignchecker_btf, m["type_id"])) for m in btf["members"]]
+    c_members = [
+        (m["name"], m["bits_offset"] // 8, resolved_size(alignchecker_btf, m["type_id"])) for m in btf["members"]
+    ]
     py_members = [
-        (name, getattr(mirror, name).offset, ctypes.sizeof(field_type)) for name, field_type in mirror._fields_
+        (name, getattr(mirror, name).offset, ctypes.sizeof(field_type)) for name, field_type, *_bits in mirror._fields_
     ]
     assert py_members == c_members
     assert abi.packer(mirror).size == ctypes.sizeof(mirror)

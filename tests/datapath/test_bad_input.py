@@ -78,9 +78,22 @@ def snapshot(bpffs: Path) -> dict[str, list[tuple[bytes, bytes]]]:
 
 def apply(topology: Topology, path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "balancing", "datapath", "apply", "--bpffs", str(topology.bpffs),
-         "--cgroup", str(topology.cgroup), str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "balancing",
+            "datapath",
+            "apply",
+            "--bpffs",
+            str(topology.bpffs),
+            "--cgroup",
+            str(topology.cgroup),
+            str(path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

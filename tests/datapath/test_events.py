@@ -52,15 +52,24 @@ def test_fall_through_no_backend_and_udp_sendmsg_are_recorded(topology: Topology
         first, second, empty, datagram = list(stream.follow(timeout=3, count=4))
 
     assert (first.tier, first.policy, first.result, first.new) == (
-        "localRedirect", "kube-system/local-dns", "redirected", f"{local}:{BACKEND_PORT}"
+        "localRedirect",
+        "kube-system/local-dns",
+        "redirected",
+        f"{local}:{BACKEND_PORT}",
     )
     assert (second.tier, second.policy, second.result, second.new) == (
-        "service", "default/web", "redirected", f"{service}:{BACKEND_PORT}"
+        "service",
+        "default/web",
+        "redirected",
+        f"{service}:{BACKEND_PORT}",
     )
     assert second.fell_through == ["localRedirect: qos"]
     assert (empty.tier, empty.policy, empty.result, empty.new) == ("service", "empty", "no-backend", f"{VIP2}:80")
     assert (datagram.hook, datagram.protocol, datagram.tier, datagram.policy) == (
-        "sendmsg4", "UDP", "balancing", "udp-vip"
+        "sendmsg4",
+        "UDP",
+        "balancing",
+        "udp-vip",
     )
 
 
@@ -72,9 +81,25 @@ def test_a_fresh_process_decodes_events_with_policy_names(topology: Topology) ->
     topology.client("tcp", VIP, "80", "--count", "1")
 
     out = subprocess.run(
-        [sys.executable, "-m", "balancing", "datapath", "events", "--bpffs", str(topology.bpffs), "--json",
-         "--count", "1", "--timeout", "10"],
-        cwd=REPO, capture_output=True, text=True, timeout=30, check=True,
+        [
+            sys.executable,
+            "-m",
+            "balancing",
+            "datapath",
+            "events",
+            "--bpffs",
+            str(topology.bpffs),
+            "--json",
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     event = json.loads(out.splitlines()[0])
     assert (event["policy"], event["tier"], event["original"]) == ("team-a/checkout", "service", f"{VIP}:80")

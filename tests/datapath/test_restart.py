@@ -24,8 +24,19 @@ def start_owner(topology: Topology, state_file: Path) -> tuple[subprocess.Popen[
     """`balancing datapath apply --watch` as its own process; returns it and its first report line."""
     owner = subprocess.Popen(
         [
-            sys.executable, "-m", "balancing", "datapath", "apply", "--watch", "--interval", "0.1",
-            "--bpffs", str(topology.bpffs), "--cgroup", str(topology.cgroup), str(state_file),
+            sys.executable,
+            "-m",
+            "balancing",
+            "datapath",
+            "apply",
+            "--watch",
+            "--interval",
+            "0.1",
+            "--bpffs",
+            str(topology.bpffs),
+            "--cgroup",
+            str(topology.cgroup),
+            str(state_file),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,

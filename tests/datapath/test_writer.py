@@ -10,11 +10,11 @@ import pytest
 
 from datapath.lb import abi
 from datapath.lb.maps import LbMaps
-from datapath.lb.node import SocketLB, detach
+from datapath.lb.node import SocketLB
 from datapath.lb.reader import MapReader
 from datapath.lb.state import FrontendSpec
 from datapath.lb.writer import MapWriter
-from tests.datapath.conftest import frontend, state
+from tests.datapath.conftest import close_and_detach, frontend, state
 from tests.helpers.resources import KernelResources
 
 SLOT = struct.Struct("=II")
@@ -24,13 +24,17 @@ SLOT = struct.Struct("=II")
 def pins(kernel: KernelResources, bpf_object: Path) -> Iterator[tuple[SocketLB, Path]]:
     cgroup, bpffs = kernel.cgroup(), kernel.bpffs_dir()
     lb = SocketLB(bpffs, cgroup, bpf_object)
-    kernel.registry.add("socket LB", lambda: (lb.close(), detach(bpffs, cgroup)))
+    kernel.registry.add("socket LB", lambda: close_and_detach(lb, bpffs, cgroup))
     yield lb, bpffs
 
 
 def services(count: int, backends: int = 3, changed: int | None = None) -> list[dict[str, object]]:
     return [
-        frontend(f"10.96.{i // 256}.{i % 256}", 80, [f"10.1.{i % 256}.{b + (5 if i == changed else 0)}" for b in range(backends)])
+        frontend(
+            f"10.96.{i // 256}.{i % 256}",
+            80,
+            [f"10.1.{i % 256}.{b + (5 if i == changed else 0)}" for b in range(backends)],
+        )
         for i in range(count)
     ]
 
