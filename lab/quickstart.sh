@@ -7,8 +7,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 bash lab/install.sh
-export PATH="${BALANCING_CACHE:-$HOME/.cache/balancing}/bin:$PATH"  # pinned kubectl/helm first
 python="${BALANCING_PYTHON:-python3}"
+export PATH="$("$python" lab/toolchain.py bin-dir):$PATH"  # the pinned kubectl/helm come first
 balancing() { "$python" -m balancing "$@"; }
 
 balancing lab up --members 2

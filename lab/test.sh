@@ -8,5 +8,6 @@ cd "$repo"
 started=$SECONDS
 bash lab/install.sh
 echo "install took $((SECONDS - started)) s"
-export PATH="${BALANCING_CACHE:-$HOME/.cache/balancing}/bin:$PATH"  # pinned kubectl/helm first
-exec "${BALANCING_PYTHON:-python3}" -m pytest -q "$@"
+python="${BALANCING_PYTHON:-python3}"
+export PATH="$("$python" lab/toolchain.py bin-dir):$PATH"  # the pinned kubectl/helm come first
+exec "$python" -m pytest -q "$@"

@@ -726,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install = verbs.add_parser("install", help="install everything (idempotent)")
     install.add_argument("steps", nargs="*", metavar="STEP", help=f"only these steps: {' '.join(STEP_ORDER)}")
     verbs.add_parser("versions", help="show the linked tools and their versions")
+    verbs.add_parser("bin-dir", help="print the directory the lab puts first on PATH")
     path = verbs.add_parser("path", help="print the binary for a tool")
     path.add_argument("name")
     args = parser.parse_args(argv)
@@ -738,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.verb == "versions":
             return _versions()
+        if args.verb == "bin-dir":
+            print(bin_dir())
+            return 0
         print(tool_path(args.name))
         return 0
     except ToolchainError as error:
