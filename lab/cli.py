@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
     pod = verbs.add_parser("pod", help="start an echo-server pod: CLUSTER/NAMESPACE/NAME")
     pod.add_argument("reference", metavar="CLUSTER/NAMESPACE/NAME")
-    pod.add_argument("--node", required=True)
+    pod.add_argument("--node", help="the node to run on (required unless --delete)")
     pod.add_argument("--labels", type=_labels, default={})
     pod.add_argument("--port", type=int, default=8080)
     pod.add_argument("--host-port", type=int)
@@ -85,6 +85,8 @@ def _pod(args: argparse.Namespace) -> int:
     if args.delete:
         federation.remove_pod(args.reference)
         return 0
+    if not args.node:
+        raise LabError("balancing lab pod needs --node NODE")
     pod = federation.add_pod(args.reference, args.node, args.labels, args.port, args.host_port)
     print(f"{pod.key} on {pod.node}: {pod.ip}:{pod.port}")
     return 0

@@ -22,6 +22,7 @@ from lab.state import (
     LabState,
     PodRecord,
     ProcessRecord,
+    exclusive,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,11 @@ def crd_files() -> list[Path]:
 
 def up(members: int = 2, nodes_per_cluster: int = 2) -> LabState:
     """Start whatever is missing of a hub plus `members` member clusters; idempotent."""
+    with exclusive():
+        return _up(members, nodes_per_cluster)
+
+
+def _up(members: int, nodes_per_cluster: int) -> LabState:
     if not 1 <= members <= MAX_MEMBERS:
         raise host.LabError(f"--members must be between 1 and {MAX_MEMBERS}, got {members}")
     if not 1 <= nodes_per_cluster <= MAX_NODES_PER_CLUSTER:
@@ -88,6 +94,11 @@ def down() -> None:
 
     Works from the lab-owned roots, so a missing or stale state file still cleans up fully.
     """
+    with exclusive():
+        _down()
+
+
+def _down() -> None:
     state = LabState.load()
     for daemon in state.daemons:
         if daemon.alive():
@@ -155,6 +166,14 @@ def add_pod(
     reference: str, node_name: str, labels: dict[str, str], port: int = 8080, host_port: int | None = None,
     *, wait_endpoint_ready: bool = True,
 ) -> PodRecord:
+    with exclusive():
+        return _add_pod(reference, node_name, labels, port, host_port, wait_endpoint_ready)
+
+
+def _add_pod(
+    reference: str, node_name: str, labels: dict[str, str], port: int, host_port: int | None,
+    wait_endpoint_ready: bool,
+) -> PodRecord:
     cluster, namespace, name = parse_pod_ref(reference)
     state = LabState.load()
     if cluster not in state.clusters:
@@ -199,6 +218,11 @@ def _wait_listening(pod: PodRecord, timeout: float = 10.0) -> None:
 
 
 def remove_pod(reference: str) -> None:
+    with exclusive():
+        _remove_pod(reference)
+
+
+def _remove_pod(reference: str) -> None:
     cluster, namespace, name = parse_pod_ref(reference)
     state = LabState.load()
     pod = state.pods.pop(f"{cluster}/{namespace}/{name}", None)

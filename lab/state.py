@@ -7,8 +7,10 @@ so `lab down` can remove everything even when the state file is stale or missing
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from lab import host
 
 LAB_DIR = Path(os.environ.get("BALANCING_LAB_DIR", "/run/balancing-lab"))
+LOCK_FILE = LAB_DIR.with_name(LAB_DIR.name + ".lock")  # outside LAB_DIR: `down` removes that
 STATE_FILE = LAB_DIR / "state.json"
 NODE_INDEX_DIR = LAB_DIR / "nodes"  # <node>.json: what datapath's --node NODE resolves to
 CGROUP_ROOT = host.CGROUP2_ROOT / "balancing-lab"
@@ -113,9 +116,24 @@ class LabState:
         temporary.replace(STATE_FILE)
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Serialise lab changes (up, down, pods) between processes: tests and people share one lab."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def process_start_time(pid: int) -> int | None:
-    """The process start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """The start time of a live process in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    None when there is no such process or it is a zombie (dead, waiting to be reaped).
+    """
     with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     return None

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.state import LabState
 from lab.testing import Federation
 from tests.helpers.resources import CleanupRegistry, KernelResources
 
@@ -21,13 +22,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def federation() -> Iterator[Federation]:
     """The real lab: a hub and two member control planes with two nodes each, shared by the session.
 
-    Set BALANCING_KEEP_LAB=1 to leave it running after the session (faster local iteration).
+    A lab that was already up when the session started is left up (several people may share it);
+    one this session started is taken down at the end unless BALANCING_KEEP_LAB=1.
     """
     if os.geteuid() != 0:
         pytest.fail("lab tests need root: run the README's test command as root")
+    already_up = bool(LabState.load().clusters)
     lab = Federation.up(LAB_MEMBERS, LAB_NODES_PER_CLUSTER)
     yield lab
-    if os.environ.get("BALANCING_KEEP_LAB") != "1":
+    if not already_up and os.environ.get("BALANCING_KEEP_LAB") != "1":
         lab.down()
 
 
