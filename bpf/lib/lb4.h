@@ -115,7 +115,7 @@ static __always_inline bool __lb4_pick(const struct bf_lb4_fe_key *key, struct b
 			return true;
 		}
 		lb4_stat_inc(BF_STAT_SET_RETRY);
-		fresh = bpf_map_lookup_elem(&bf_lb4_fe_v1, key);
+		fresh = bpf_map_lookup_elem(&BF_LB4_FE_MAP, key);
 		if (!fresh)
 			return false;
 		*fe = *fresh;
@@ -138,7 +138,7 @@ static __always_inline bool lb4_resolve(__be32 address, __be16 port, __u8 protoc
 #pragma unroll
 	for (tier = 0; tier < BF_TIERS; tier++) {
 		key.tier = tier;
-		found = bpf_map_lookup_elem(&bf_lb4_fe_v1, &key);
+		found = bpf_map_lookup_elem(&BF_LB4_FE_MAP, &key);
 		if (!found)
 			continue;
 		fe = *found;

@@ -10,6 +10,12 @@
 
 #define BF_LB4_LAYOUT 1
 
+/* The frontend map's name is a macro so that a test can build a layout bump
+ * (-DBF_LB4_FE_MAP=bf_lb4_fe_v2) and prove the loader swaps layouts without an outage. */
+#ifndef BF_LB4_FE_MAP
+#define BF_LB4_FE_MAP bf_lb4_fe_v1
+#endif
+
 /* Frontends: (address, port, protocol, tier) -> backend set, options and policy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -17,7 +23,7 @@ struct {
 	__type(key, struct bf_lb4_fe_key);
 	__type(value, struct bf_lb4_fe);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bf_lb4_fe_v1 SEC(".maps");
+} BF_LB4_FE_MAP SEC(".maps");
 
 /* Backend sets: (set id, index) -> backend address and port. */
 struct {

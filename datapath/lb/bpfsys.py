@@ -109,7 +109,16 @@ class ProgInfo(ctypes.Structure):
         ("type", ctypes.c_uint32),
         ("id", ctypes.c_uint32),
         ("tag", ctypes.c_uint8 * 8),
-        ("rest", ctypes.c_uint8 * 216),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+        ("rest", ctypes.c_uint8 * 160),
     ]
 
 
@@ -170,6 +179,16 @@ def prog_info(fd: int) -> ProgInfo:
     info = ProgInfo()
     _info(fd, info, "program info")
     return info
+
+
+def prog_identity(fd: int) -> tuple[bytes, tuple[int, ...]]:
+    """What a program is: its tag (instructions, map references blanked) and the maps it uses.
+
+    The tag alone is not enough: the same code built against other maps has the same tag."""
+    map_ids = (ctypes.c_uint32 * 64)()
+    info = ProgInfo(nr_map_ids=len(map_ids), map_ids=ctypes.addressof(map_ids))
+    _info(fd, info, "program info")
+    return bytes(info.tag), tuple(sorted(map_ids[: min(info.nr_map_ids, len(map_ids))]))
 
 
 def link_info(fd: int) -> LinkInfo:

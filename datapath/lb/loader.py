@@ -113,14 +113,10 @@ def attached_links(bpffs_dir: Path) -> list[AttachedLink]:
     return links
 
 
-def _prog_tag(fd: int) -> bytes:
-    return bytes(bpfsys.prog_info(fd).tag)
-
-
-def _tag_of_prog_id(prog_id: int) -> bytes:
+def _identity_of_prog_id(prog_id: int) -> tuple[bytes, tuple[int, ...]]:
     fd = bpfsys.prog_fd_by_id(prog_id)
     try:
-        return _prog_tag(fd)
+        return bpfsys.prog_identity(fd)
     finally:
         os.close(fd)
 
@@ -137,11 +133,13 @@ def load(
     bpffs_dir: Path,
     cgroup: Path,
     object_path: Path,
-    fill: Callable[[LbMaps], None] | None = None,
+    fill: Callable[[LbMaps, bool], None] | None = None,
 ) -> tuple[LoadReport, LbMaps]:
     """Load `object_path` with maps pinned under `bpffs_dir`, let `fill` reconcile the maps, then
     attach every program to `cgroup` (or swap it into the existing link), then drop stale pins.
 
+    `fill(maps, upgrading)` is told whether older-layout pins are still in use by the running
+    programs, in which case nothing that only they reference may be deleted yet.
     Returns the report and the open maps; the caller closes them."""
     cgroup_id = check_cgroup(cgroup)
     check_bpffs(bpffs_dir, create=True)
@@ -157,12 +155,13 @@ def load(
     try:
         with BpfObject(object_path, bpffs_dir) as bpf_object:
             current_maps = set(bpf_object.map_names())
+            upgrading = bool(existing) and bool(_stale_pins(bpffs_dir, current_maps))
             maps = LbMaps(bpffs_dir)
             layout, next_frontend, next_set, next_policy = maps.read_meta()
             if layout == 0:  # freshly created maps
                 maps.write_meta(max(next_frontend, 1), max(next_set, 1), max(next_policy, 1))
             if fill is not None:
-                fill(maps)
+                fill(maps, upgrading)
             _attach_all(bpf_object, bpffs_dir, cgroup, existing, report)
     except BaseException:
         if maps is not None:
@@ -187,7 +186,7 @@ def _attach_all(
             if link is None:
                 bpf_object.attach_cgroup(program, cgroup_fd, link_pin(bpffs_dir, hook))
                 report.attached.append(hook)
-            elif _tag_of_prog_id(link.prog_id) == _prog_tag(prog_fd):
+            elif _identity_of_prog_id(link.prog_id) == bpfsys.prog_identity(prog_fd):
                 report.kept.append(hook)
             else:
                 link_fd = bpfsys.obj_get(link_pin(bpffs_dir, hook))

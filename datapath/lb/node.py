@@ -42,8 +42,10 @@ class SocketLB:
             return self.writer.apply(state)
         reports: list[ApplyReport] = []
 
-        def fill(maps: LbMaps) -> None:
-            self.writer = MapWriter(maps)
+        def fill(maps: LbMaps, upgrading: bool) -> None:
+            # During a layout upgrade the running programs still read the old maps: what looks
+            # unreferenced from the new maps is theirs, so it is collected at the next apply.
+            self.writer = MapWriter(maps, collect_adopted_garbage=not upgrading)
             reports.append(self.writer.apply(state))
 
         object_path = self.object_path or ensure_object()

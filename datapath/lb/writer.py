@@ -115,8 +115,9 @@ class _Batch:
 class MapWriter:
     """Diff-and-batch writer over one node's pinned maps."""
 
-    def __init__(self, maps: LbMaps) -> None:
+    def __init__(self, maps: LbMaps, collect_adopted_garbage: bool = True) -> None:
         self.maps = maps
+        self._hold_garbage = not collect_adopted_garbage
         self.capacity = Capacity(
             frontends=maps.frontends.max_entries,
             slots=maps.backends.max_entries,
@@ -228,8 +229,11 @@ class MapWriter:
     def _reconcile(self, desired: dict[bytes, FrontendSpec], removed: Iterable[bytes]) -> ApplyReport:
         started = time.perf_counter()
         report = ApplyReport()
-        report.garbage_sets_deleted = len(self.garbage_sets)
-        report.elements_written += self.collect_garbage()
+        if self._hold_garbage:  # first reconcile of a layout upgrade: keep what the old programs use
+            self._hold_garbage = False
+        else:
+            report.garbage_sets_deleted = len(self.garbage_sets)
+            report.elements_written += self.collect_garbage()
 
         new_policies: dict[str, int] = {}
         allocated = (self.next_frontend_id, self.next_set_id, self.next_policy_id)

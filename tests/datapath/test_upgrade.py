@@ -1,0 +1,69 @@
+"""A new build replaces the running programs in their pinned links (BPF_LINK_UPDATE), and a map
+layout change (a new map name) is filled before the switch: no connect fails on the way."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from datapath.build import ensure_object
+from datapath.lb import abi
+from datapath.lb.loader import attached_links
+from datapath.lb.node import SocketLB
+from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, state
+
+NEW_LAYOUT = "bf_lb4_fe_v2"
+
+
+def test_a_layout_change_swaps_maps_and_programs_under_load_without_a_failed_connect(
+    topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desired = state(service=[frontend(VIP, 80, BACKENDS[:3], policy="default/web")])
+    topology.lb.apply(desired)
+    links_before = {link.hook: link for link in attached_links(topology.bpffs)}
+    new_build = ensure_object([f"BF_LB4_FE_MAP={NEW_LAYOUT}"])
+
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(topology.client, "tcp", VIP, "80", "--rate", "100", "--duration", "2.5")
+        time.sleep(0.7)
+        # The next version of this code knows the frontend map by its new name.
+        layouts = {
+            (NEW_LAYOUT if name == abi.MAP_FRONTENDS else name): sizes for name, sizes in abi.MAP_LAYOUTS.items()
+        }
+        monkeypatch.setattr(abi, "MAP_LAYOUTS", layouts)
+        monkeypatch.setattr(abi, "MAP_FRONTENDS", NEW_LAYOUT)
+        upgraded = SocketLB(topology.bpffs, topology.cgroup, new_build)
+        topology.kernel.registry.add("upgraded socket LB", upgraded.close)
+        first = upgraded.apply(desired)
+        result = load.result(timeout=60)
+
+    assert upgraded.load_report is not None
+    # The programs that read the frontend map are swapped; the reverse-translation ones are unchanged.
+    assert upgraded.load_report.updated == ["connect4", "sendmsg4"]
+    assert upgraded.load_report.kept == ["recvmsg4", "getpeername4"]
+    assert upgraded.load_report.stale_pins_removed == ["bf_lb4_fe_v1"]
+    assert first.added == 1 and first.garbage_sets_deleted == 0, "the old programs' sets are kept"
+    assert result["failures"] == 0, result["errors"]
+    assert f"{VIP}:80" not in result["answers"] and result["attempts"] >= 200
+    links_after = {link.hook: link for link in attached_links(topology.bpffs)}
+    assert {hook: link.link_id for hook, link in links_after.items()} == {
+        hook: link.link_id for hook, link in links_before.items()
+    }, "the same links, new programs"
+    assert links_after["connect4"].prog_id != links_before["connect4"].prog_id
+    assert not (topology.bpffs / "bf_lb4_fe_v1").exists() and (topology.bpffs / NEW_LAYOUT).exists()
+
+    second = upgraded.apply(desired)
+    assert (second.unchanged, second.garbage_sets_deleted) == (1, 1), "old sets go once the switch is done"
+    assert topology.client("tcp", VIP, "80", "--count", "5")["failures"] == 0
+
+
+def test_reapplying_the_same_build_keeps_the_running_programs(topology: Topology) -> None:
+    topology.lb.apply(state())
+    before = attached_links(topology.bpffs)
+    again = SocketLB(topology.bpffs, topology.cgroup, ensure_object())
+    topology.kernel.registry.add("second socket LB", again.close)
+    again.apply(state())
+    assert again.load_report is not None and again.load_report.updated == []
+    assert attached_links(topology.bpffs) == before
