@@ -350,12 +350,20 @@ class Map:
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value), read with LOOKUP_BATCH; a snapshot, not atomic across the map."""
+        keys, values, count = self.read_all()
+        k, v = self.key_size, self.value_size
+        return [(keys[i * k : (i + 1) * k], values[i * v : (i + 1) * v]) for i in range(count)]
+
+    def read_all(self) -> tuple[bytes, bytes, int]:
+        """Every key and value, concatenated (key_size and value_size bytes each), and the count."""
         chunk = max(1, min(self.max_entries, 65536))
         keys = ctypes.create_string_buffer(chunk * self.key_size)
         values = ctypes.create_string_buffer(chunk * self.value_size)
         in_token = ctypes.create_string_buffer(max(8, self.key_size))
         out_token = ctypes.create_string_buffer(max(8, self.key_size))
-        result: list[tuple[bytes, bytes]] = []
+        key_parts: list[bytes] = []
+        value_parts: list[bytes] = []
+        total = 0
         first = True
         while True:
             attr = _BatchAttr(
@@ -373,16 +381,10 @@ class Map:
                 if error.errno != errno_codes.ENOENT:
                     raise
                 finished = True
-            key_bytes = keys.raw
-            value_bytes = values.raw
-            for i in range(attr.count):
-                result.append(
-                    (
-                        key_bytes[i * self.key_size : (i + 1) * self.key_size],
-                        value_bytes[i * self.value_size : (i + 1) * self.value_size],
-                    )
-                )
+            key_parts.append(ctypes.string_at(keys, attr.count * self.key_size))
+            value_parts.append(ctypes.string_at(values, attr.count * self.value_size))
+            total += attr.count
             if finished:
-                return result
+                return b"".join(key_parts), b"".join(value_parts), total
             ctypes.memmove(in_token, out_token, len(out_token))
             first = False

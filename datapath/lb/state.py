@@ -145,6 +145,15 @@ def _describe(error: ValidationError, raw: object) -> list[str]:
     return lines
 
 
+MAX_PROBLEMS_SHOWN = 20
+
+
+def _join(problems: list[str]) -> str:
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    hidden = len(problems) - MAX_PROBLEMS_SHOWN
+    return f"{shown}; and {hidden} more problems" if hidden > 0 else shown
+
+
 def _backend_problems(tier: abi.Tier, index: int, frontend: FrontendSpec) -> list[str]:
     backends = frontend.backends
     if len(backends) <= MAX_BACKENDS_PER_FRONTEND and len(set(backends)) == len(backends):
@@ -170,8 +179,7 @@ def parse_state(raw: object, capacity: Capacity = Capacity()) -> DesiredState:
     try:
         state = DesiredState.model_validate(raw)
     except ValidationError as error:
-        lines = _describe(error, raw)
-        raise StateError("invalid desired state: " + "; ".join(lines)) from None
+        raise StateError("invalid desired state: " + _join(_describe(error, raw))) from None
     problems: list[str] = []
     seen: dict[tuple[abi.Tier, str, int, str], int] = {}
     backends = 0
@@ -200,7 +208,7 @@ def parse_state(raw: object, capacity: Capacity = Capacity()) -> DesiredState:
     if len(policies) > capacity.policies - 1:
         problems.append(f"tiers: {len(policies)} policy names, more than the policy map holds")
     if problems:
-        raise StateError("invalid desired state: " + "; ".join(problems))
+        raise StateError("invalid desired state: " + _join(problems))
     return state
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,14 @@ from datapath.lb.state import Capacity, DesiredState, FrontendSpec, parse_state
 BACKEND_SIZE = abi.BACKEND.size
 _PORT = struct.Struct("!H")
 _SET_SLOT = struct.Struct("=II")
+_U32_FROM = abi.U32.unpack_from
+
+
+def slot_keys(set_id: int, count: int) -> bytes:
+    """The keys (set_id, 0) .. (set_id, count-1), packed in one go."""
+    keys = array("I", [set_id]) * (2 * count)
+    keys[1::2] = array("I", range(count))
+    return keys.tobytes()
 
 
 @dataclass
@@ -140,12 +149,23 @@ class MapWriter:
         """(Re)read the kernel's state: frontends, sets, membership, policy names, id allocators."""
         maps = self.maps
         sets: dict[int, dict[int, bytes]] = {}
-        for key, value in maps.backends.items():
-            set_id, index = _SET_SLOT.unpack(key)
-            sets.setdefault(set_id, {})[index] = value[:BACKEND_SIZE]
+        keys, values, count = maps.backends.read_all()
+        ids = memoryview(keys).cast("I").tolist()
+        width = maps.backends.value_size
+        for i in range(count):
+            slots = sets.get(ids[2 * i])
+            if slots is None:
+                slots = sets[ids[2 * i]] = {}
+            slots[ids[2 * i + 1]] = values[i * width : i * width + BACKEND_SIZE]
         members: dict[int, set[bytes]] = {}
-        for key, _value in maps.members.items():
-            members.setdefault(abi.U32.unpack_from(key)[0], set()).add(key[4:])
+        keys, _values, count = maps.members.read_all()
+        member_size = maps.members.key_size
+        for i in range(count):
+            key = keys[i * member_size : (i + 1) * member_size]
+            found = members.get(_U32_FROM(key, 0)[0])
+            if found is None:
+                found = members[_U32_FROM(key, 0)[0]] = set()
+            found.add(key[4:])
         self.frontends = {}
         max_frontend = max_set = 0
         for key, value in maps.frontends.items():
@@ -280,27 +300,36 @@ class MapWriter:
         policies = _Batch()
         for name, policy_id in new_policies.items():
             policies.add(abi.U32.pack(policy_id), name.encode().ljust(abi.POLICY_NAME_LEN, b"\0"))
-        slots, members_added, frontends = _Batch(), _Batch(), _Batch()
+        slot_key_parts: list[bytes] = []
+        slot_value_parts: list[bytes] = []
+        member_keys: list[bytes] = []
+        frontend_keys: list[bytes] = []
+        frontend_values: list[bytes] = []
         members_removed = bytearray()
         for key, new, old in planned:
+            count = len(new.backends) // BACKEND_SIZE
             if old is None or new.set_id != old.set_id:
-                for index in range(len(new.backends) // BACKEND_SIZE):
-                    slots.add(_SET_SLOT.pack(new.set_id, index))
-                slots.values += new.backends
+                slot_key_parts.append(slot_keys(new.set_id, count))
+                slot_value_parts.append(new.backends)
             id_bytes = abi.U32.pack(new.frontend_id)
-            new_members = set(split_backends(new.backends))
-            old_members = old.member_set() if old is not None else set()
-            for member in new_members - old_members:
-                members_added.add(id_bytes + member, b"\1")
-            for member in old_members - new_members:
-                members_removed += id_bytes + member
-            frontends.add(key, new.value())
+            if old is None:
+                member_keys.extend(
+                    [id_bytes + new.backends[i : i + BACKEND_SIZE] for i in range(0, len(new.backends), BACKEND_SIZE)]
+                )
+            else:
+                new_members = set(split_backends(new.backends))
+                old_members = old.member_set()
+                member_keys.extend(id_bytes + member for member in new_members - old_members)
+                for member in old_members - new_members:
+                    members_removed += id_bytes + member
+            frontend_keys.append(key)
+            frontend_values.append(new.value())
 
         # Order matters: names, sets and members first; then each frontend switches in one update.
         report.elements_written += self.maps.policies.update_batch(policies.keys, policies.values)
-        report.elements_written += self.maps.backends.update_batch(slots.keys, slots.values)
-        report.elements_written += self.maps.members.update_batch(members_added.keys, members_added.values)
-        report.elements_written += self.maps.frontends.update_batch(frontends.keys, frontends.values)
+        report.elements_written += self.maps.backends.update_batch(b"".join(slot_key_parts), b"".join(slot_value_parts))
+        report.elements_written += self.maps.members.update_batch(b"".join(member_keys), b"\1" * len(member_keys))
+        report.elements_written += self.maps.frontends.update_batch(b"".join(frontend_keys), b"".join(frontend_values))
 
         removed_keys, qos_keys = bytearray(), bytearray()
         for key in removed:
