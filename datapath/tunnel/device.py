@@ -211,7 +211,7 @@ class TunnelDevice:
         elif runtime is not None and runtime.pid is not None:
             _stop_pid(runtime.pid, runtime.start_time)
         with netlink.netlink(self.node.netns) as nl:
-            for route in netlink.dump_routes(nl, ours=True).values():
+            for route in netlink.dump_routes(nl)[0].values():
                 netlink.delete_route(nl, route)
         if self.link_index() is not None:
             raise TunnelError(f"node {self.node.name}: interface {self.interface} is still there after down")

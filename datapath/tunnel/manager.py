@@ -162,7 +162,9 @@ class TunnelManager:
                 f"node {self.node.name} runs its tunnel on {running.interface}, the state asks for "
                 f"{state.interface}; run `balancing datapath tunnel down` first to switch interfaces"
             )
-        self._check_route_conflicts(state)
+        with netlink.netlink(self.node.netns) as nl:
+            ours, foreign = netlink.dump_routes(nl)  # routes change only below, and only ours
+        self._check_route_conflicts(state, foreign)
         self.keys.ensure()
         device = self.device(state.interface)
         runtime, result.interface_created = device.ensure()
@@ -178,7 +180,7 @@ class TunnelManager:
             added, removed = netlink.sync_proxy_address(nl, index, state.proxy_ipv4)
             result.address_changes = added + removed
             self._sync_peers(control, actual, state, result)
-            self._sync_routes(nl, index, state, result)
+            self._sync_routes(nl, index, state, ours, result)
         self._record_applied(state, own)
         return result
 
@@ -233,17 +235,15 @@ class TunnelManager:
             if index is not None:
                 addresses = netlink.ipv4_addresses(nl, index)
                 status.proxy_ipv4 = str(min(addresses).ip) if addresses else None
-            for route in sorted(netlink.dump_routes(nl, ours=True).values(), key=lambda r: str(r.destination)):
+            for route in sorted(netlink.dump_routes(nl)[0].values(), key=lambda r: str(r.destination)):
                 kind = status.fenced_routes if route.kind == netlink.RTN_UNREACHABLE else status.tunnel_routes
                 kind.append(str(route.destination))
         return status
 
     # -- steps of apply ----------------------------------------------------------------------------
 
-    def _check_route_conflicts(self, state: TunnelState) -> None:
+    def _check_route_conflicts(self, state: TunnelState, foreign: dict[IPNetwork, netlink.Route]) -> None:
         """A peer network that someone else already routes (same prefix, main table) is refused up front."""
-        with netlink.netlink(self.node.netns) as nl:
-            foreign = netlink.dump_routes(nl, ours=False)
         problems = []
         for position, peer in enumerate(state.peers):
             for net in peer.allowed_ips:
@@ -283,10 +283,11 @@ class TunnelManager:
         for start in range(0, len(changes), PEERS_PER_WG_SET):
             control.set([word for change in changes[start : start + PEERS_PER_WG_SET] for word in change])
 
-    def _sync_routes(self, nl: Any, index: int, state: TunnelState, result: ApplyResult) -> None:
+    def _sync_routes(
+        self, nl: Any, index: int, state: TunnelState, ours: dict[IPNetwork, netlink.Route], result: ApplyResult
+    ) -> None:
         wanted = state.routed_networks()
         prefsrc = str(state.proxy_ipv4) if state.proxy_ipv4 else None
-        ours = netlink.dump_routes(nl, ours=True)
         for net in wanted:
             route = netlink.Route(net, netlink.RTN_UNICAST, index, prefsrc if net.version == 4 else None)
             if ours.get(net) != route:

@@ -96,15 +96,16 @@ class Route:
         return cls(destination, int(message["type"]), int(oif) if oif else None, message.get_attr("RTA_PREFSRC"))
 
 
-def dump_routes(nl: Any, *, ours: bool) -> dict[IPNetwork, Route]:
-    """Main-table routes, either only the tunnel manager's (`ours`) or only everybody else's."""
-    routes: dict[IPNetwork, Route] = {}
+def dump_routes(nl: Any) -> tuple[dict[IPNetwork, Route], dict[IPNetwork, Route]]:
+    """Main-table unicast and unreachable routes: (the tunnel manager's, everybody else's)."""
+    ours: dict[IPNetwork, Route] = {}
+    foreign: dict[IPNetwork, Route] = {}
     for family in (socket.AF_INET, socket.AF_INET6):
         for message in nl.get_routes(family=family, table=MAIN_TABLE):
-            if (message["proto"] == ROUTE_PROTO) == ours and message["type"] in (RTN_UNICAST, RTN_UNREACHABLE):
+            if message["type"] in (RTN_UNICAST, RTN_UNREACHABLE):
                 route = Route.from_message(message)
-                routes.setdefault(route.destination, route)
-    return routes
+                (ours if message["proto"] == ROUTE_PROTO else foreign).setdefault(route.destination, route)
+    return ours, foreign
 
 
 def route_to_tunnel(nl: Any, destination: IPNetwork, index: int, prefsrc: ipaddress.IPv4Address | None) -> None:
