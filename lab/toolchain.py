@@ -369,17 +369,18 @@ def _python_stamp(repo: Path) -> Path:
 
 
 def _editable_install_points_at(repo: Path) -> bool:
-    """True when the installed balancing-federation distribution is an editable install of `repo`."""
+    """True when an installed balancing-federation distribution is an editable install of `repo`.
+
+    A checkout's own `*.egg-info` (left by setuptools) can shadow the installed metadata when the
+    checkout is on sys.path, so every distribution of that name is looked at.
+    """
     import importlib.metadata
 
-    try:
-        direct_url = importlib.metadata.distribution("balancing-federation").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    if not direct_url:
-        return False
-    url = json.loads(direct_url).get("url", "")
-    return bool(url == repo.as_uri())
+    for distribution in importlib.metadata.distributions(name="balancing-federation"):
+        direct_url = distribution.read_text("direct_url.json")
+        if direct_url and json.loads(direct_url).get("url") == repo.as_uri():
+            return True
+    return False
 
 
 def ensure_python_package(repo: Path) -> None:
