@@ -39,24 +39,26 @@ def in_netns(netns: str, argv: list[str], timeout: float = 120) -> str:
 
 
 def iperf3_gbits(client: str, server: str, target: str, seconds: int) -> float:
-    daemon = host.spawn(["iperf3", "-s", "-1", "-B", target], netns=server)
-    try:
-        for _ in range(50):
+    """One iperf3 TCP run from `client` to a one-off server on `target`; retried while the server starts."""
+    last_error = ""
+    for _attempt in range(20):
+        daemon = host.spawn(["iperf3", "-s", "-1", "-B", target], netns=server)
+        try:
+            time.sleep(0.2)
+            argv = ["nsenter", f"--net=/run/netns/{client}", "--", "iperf3", "-c", target, "-t", str(seconds), "-J"]
+            run = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
             try:
-                out = in_netns(client, ["iperf3", "-c", target, "-t", str(seconds), "-J"], timeout=seconds + 30)
-                break
-            except subprocess.CalledProcessError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"iperf3 could not reach {target}")
-        end = json.loads(out)["end"]
-        summary = end.get("sum_received") or end.get("sum")
-        if summary is None:
-            raise RuntimeError(f"no throughput in iperf3 output: {sorted(end)}")
-        return float(summary["bits_per_second"]) / 1e9
-    finally:
-        host.kill_pid(daemon.pid)
-        daemon.wait(timeout=10)
+                report = json.loads(run.stdout)
+            except ValueError:
+                report = {}
+            summary = report.get("end", {}).get("sum_received")
+            if run.returncode == 0 and summary:
+                return float(summary["bits_per_second"]) / 1e9
+            last_error = report.get("error") or run.stderr.strip() or "no summary"
+        finally:
+            host.kill_pid(daemon.pid)
+            daemon.wait(timeout=10)
+    raise RuntimeError(f"iperf3 to {target} failed: {last_error}")
 
 
 def ping_rtt_ms(client: str, target: str, count: int) -> tuple[float, float]:
