@@ -20,10 +20,4 @@ def register(subparsers: Any) -> None:
     )
     datapath_subparsers = parser.add_subparsers(dest="datapath_command", required=True, metavar="VERB")
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # that half of the datapath is not built yet
-        module.register(datapath_subparsers)
+        importlib.import_module(module_name).register(datapath_subparsers)
