@@ -62,10 +62,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bf_lb4_qos_v1 SEC(".maps");
 
-/* Reverse translation: (socket cookie, backend) -> frontend, for recvmsg4 and getpeername4. */
+/* Reverse translation: (socket cookie, backend) -> frontend, for recvmsg4 and getpeername4.
+ * Per-CPU LRU lists: an insert on every connect() takes no lock shared across CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, BF_LB4_REVERSE_MAX);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct bf_lb4_rev_key);
 	__type(value, struct bf_lb4_rev);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

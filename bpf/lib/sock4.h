@@ -11,14 +11,17 @@ static __always_inline __be16 sock4_port(const struct bpf_sock_addr *ctx)
 
 /* Remember that this socket talks to `backend` on behalf of the frontend it asked for. */
 static __always_inline void sock4_rev_record(__u64 cookie, const struct bf_lb4_backend *backend,
-					     __be32 frontend_address, __be16 frontend_port)
+					     __be32 frontend_address, __be16 frontend_port, bool repeated)
 {
 	struct bf_lb4_rev_key key = { .socket_cookie = cookie, .address = backend->address, .port = backend->port };
 	struct bf_lb4_rev value = { .address = frontend_address, .port = frontend_port };
-	struct bf_lb4_rev *known = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+	struct bf_lb4_rev *known;
 
-	if (known && known->address == value.address && known->port == value.port)
-		return; /* unconnected UDP sends the same pair again and again: skip the write */
+	if (repeated) { /* unconnected UDP sends the same pair again and again: skip the write */
+		known = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+		if (known && known->address == value.address && known->port == value.port)
+			return;
+	}
 	bpf_map_update_elem(&bf_lb4_rev_v1, &key, &value, BPF_ANY);
 }
 
@@ -92,7 +95,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook
 	if (decision.result == BF_RESULT_REDIRECTED) {
 		ctx->user_ip4 = decision.backend.address;
 		ctx->user_port = (__u32)decision.backend.port;
-		sock4_rev_record(socket_cookie, &decision.backend, address, port);
+		sock4_rev_record(socket_cookie, &decision.backend, address, port, hook == BF_HOOK_SENDMSG4);
 		lb4_stat_inc(BF_STAT_REDIRECTED);
 		if (decision.affinity_hit)
 			lb4_stat_inc(BF_STAT_AFFINITY_HIT);
