@@ -20,6 +20,7 @@ Resolution events are not consumed during the run (the ring buffer fills and the
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import statistics
@@ -271,21 +272,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     bench = Bench()
     try:
         bench.setup(tool)
-        print(
-            f"iptables: {host.run(['iptables', '-V']).strip()}; {os.cpu_count()} CPUs; {args.rounds} rounds of {args.seconds}s"
-        )
+        iptables = host.run(["iptables", "-V"]).strip()
+        print(f"{iptables}; {os.cpu_count()} CPUs; {args.rounds} rounds of {args.seconds}s each")
         for services in sorted(args.services):
             ours_load, ipt_load = bench.load(services)
             target = vip(services // 2)
+            measure = functools.partial(bench.rate, tool, seconds=args.seconds)
             rates = medians(
                 args.rounds,
                 {
-                    "direct": lambda: bench.rate(tool, bench.client_ns, bench.cgroup, BACKENDS, PORT, args.seconds),
-                    "socket LB VIP": lambda: bench.rate(
-                        tool, bench.client_ns, bench.cgroup, [target], 80, args.seconds
-                    ),  # noqa: B023
-                    "iptables VIP": lambda: bench.rate(tool, bench.ipt_ns, None, [target], 80, args.seconds),  # noqa: B023
-                    "iptables direct": lambda: bench.rate(tool, bench.ipt_ns, None, BACKENDS, PORT, args.seconds),
+                    "direct": functools.partial(measure, bench.client_ns, bench.cgroup, BACKENDS, PORT),
+                    "socket LB VIP": functools.partial(measure, bench.client_ns, bench.cgroup, [target], 80),
+                    "iptables VIP": functools.partial(measure, bench.ipt_ns, None, [target], 80),
+                    "iptables direct": functools.partial(measure, bench.ipt_ns, None, BACKENDS, PORT),
                 },
             )
             with LbMaps(bench.bpffs) as maps:
@@ -296,9 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             for name, value in rates.items():
                 print(f"    {name:<14} {value:>9.0f} connects/s")
-            print(
-                f"    ratio socket LB VIP / direct:       {rates['socket LB VIP'] / rates['direct']:.3f}   target >= 0.95"
-            )
+            versus_direct = rates["socket LB VIP"] / rates["direct"]
+            print(f"    ratio socket LB VIP / direct:       {versus_direct:.3f}   target >= 0.95")
             print(f"    ratio socket LB VIP / iptables VIP: {rates['socket LB VIP'] / rates['iptables VIP']:.3f}")
             print(f"    (events dropped so far, nobody reading: {dropped})")
     finally:

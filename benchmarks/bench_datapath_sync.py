@@ -13,11 +13,11 @@ Real pinned maps on a throwaway cgroup and bpffs directory. Steps, each timed se
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from datapath.build import ensure_object
@@ -25,7 +25,7 @@ from datapath.lb import abi
 from datapath.lb.maps import LbMaps
 from datapath.lb.node import SocketLB, detach
 from datapath.lb.state import DesiredState, FrontendSpec, parse_state
-from datapath.lb.writer import MapWriter
+from datapath.lb.writer import ApplyReport, MapWriter
 from lab import host
 
 T = TypeVar("T")
@@ -35,6 +35,11 @@ def timed(action: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
     result = action()
     return result, time.perf_counter() - started
+
+
+def adopt_and_apply(maps: LbMaps, desired: DesiredState) -> ApplyReport:
+    """What a restarted agent does: read the kernel's state, diff, write what differs."""
+    return MapWriter(maps).apply(desired)
 
 
 def address(index: int) -> str:
@@ -88,27 +93,27 @@ def main() -> None:
             lb = SocketLB(bpffs, cgroup, object_path)
             lb.apply(DesiredState())  # load and attach: not part of the sync
             assert lb.writer is not None
-            report, seconds = timed(lambda: lb.writer.apply(desired))  # type: ignore[union-attr]
+            report, seconds = timed(functools.partial(lb.writer.apply, desired))
             assert report.added == args.services and report.elements_written >= 2 * total
             full.append(seconds)
             with LbMaps(bpffs) as maps:
-                restarted, seconds = timed(lambda: MapWriter(maps).apply(desired))  # noqa: B023
+                restarted, seconds = timed(functools.partial(adopt_and_apply, maps, desired))
                 assert restarted.elements_written == 0 and restarted.unchanged == args.services
                 adopt.append(seconds)
             for spec in (changed_spec, original_spec):  # change one backend, then change it back
-                report, seconds = timed(lambda: lb.upsert(abi.Tier.SERVICE, spec))  # noqa: B023
+                report, seconds = timed(functools.partial(lb.upsert, abi.Tier.SERVICE, spec))
                 assert report.swapped == 1
                 upsert.append(seconds)
             for state in (changed_state, desired):
-                report, seconds = timed(lambda: lb.writer.apply(state))  # type: ignore[union-attr]  # noqa: B023
+                report, seconds = timed(functools.partial(lb.writer.apply, state))
                 assert report.swapped == 1 and report.unchanged == args.services - 1
                 full_diff.append(seconds)
             lb.close()
             detach(bpffs, cgroup)
 
         def line(label: str, samples: list[float], target: str = "") -> str:
-            median = statistics.median(samples)
-            return f"{label:<58} median {median * 1000:9.2f} ms  (min {min(samples) * 1000:.2f}, max {max(samples) * 1000:.2f}){target}"
+            low, median, high = (value * 1000 for value in (min(samples), statistics.median(samples), max(samples)))
+            return f"{label:<58} median {median:9.2f} ms  (min {low:.2f}, max {high:.2f}){target}"
 
         print(f"{args.services} services x {args.backends} backends = {total} backends, {args.repeat} runs")
         print(line("parse + validate the document", parse_times))
