@@ -15,8 +15,11 @@ A manager that restarts finds the interface and its peers as they were and chang
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from datapath.tunnel.spec import DEFAULT_INTERFACE, IPNetwork, TunnelState, pars
 from datapath.tunnel.wg import DumpDevice, WgControl, peer_set_args
 
 APPLIED_FILE = "applied.json"
+LOCK_FILE = "lock"
 PEERS_PER_WG_SET = 200  # keeps each `wg set` argv well below ARG_MAX
 
 
@@ -150,10 +154,24 @@ class TunnelManager:
 
     # -- verbs -------------------------------------------------------------------------------------
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One tunnel manager at a time per node: apply, rotate-key, down and pubkey hold this lock."""
+        self.node.tunnel_dir.mkdir(parents=True, exist_ok=True)
+        self.node.tunnel_dir.chmod(0o700)
+        with open(self.node.tunnel_dir / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
     def pubkey(self) -> str:
-        return self.keys.ensure()
+        with self._exclusive():
+            return self.keys.ensure()
 
     def apply(self, state: TunnelState) -> ApplyResult:
+        with self._exclusive():
+            return self._apply(state)
+
+    def _apply(self, state: TunnelState) -> ApplyResult:
         result = ApplyResult()
         self.node.check_netns()
         running = TunnelDevice(self.node, state.interface).runtime()
@@ -190,17 +208,20 @@ class TunnelManager:
         The rotating node's packets queue (they are not dropped) until a peer that has switched shakes
         hands; each peer's switch sends a keepalive at once, which starts that handshake.
         """
-        device = self.device()
-        runtime = device.current()
-        old, new = self.keys.rotate()
-        if runtime is not None:
-            device.control(runtime).set(["private-key", str(self.keys.private_key_path)])
-        return old, new
+        with self._exclusive():
+            device = self.device()
+            runtime = device.current()
+            old, new = self.keys.rotate()
+            if runtime is not None:
+                device.control(runtime).set(["private-key", str(self.keys.private_key_path)])
+            return old, new
 
     def down(self) -> bool:
-        removed = self.device().down()
-        Path(self.node.tunnel_dir / APPLIED_FILE).unlink(missing_ok=True)
-        return removed
+        self.node.check_netns()
+        with self._exclusive():
+            removed = self.device().down()
+            Path(self.node.tunnel_dir / APPLIED_FILE).unlink(missing_ok=True)
+            return removed
 
     def status(self) -> TunnelStatus:
         device = self.device()

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from datapath.tunnel.device import process_start_time
+from datapath.tunnel.manager import ApplyResult, TunnelManager
+from datapath.tunnel.node import resolve_node
 from tests.datapath.tunnel.topology import Topology, make_topology, wait_for
 from tests.helpers.resources import KernelResources
 
@@ -180,3 +184,55 @@ def test_an_unknown_node_is_a_clear_error(kernel: KernelResources, tmp_path: Pat
     result = topology.cli("status", "member-9-node-9", check=False)
     assert result.returncode == 2
     assert "node 'member-9-node-9' is unknown: no index file" in result.stderr
+
+
+def test_a_wireguard_go_that_died_is_restarted_by_the_next_apply_with_its_peers(pair: Topology) -> None:
+    a, b = pair.nodes["m1n1"], pair.nodes["m2n1"]
+    pid = runtime(pair, "m1n1")["pid"]
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: a.run(["ip", "link", "show", "bfwg0"]).returncode != 0)
+    assert pair.status("m1n1")["up"] is False
+    result = pair.apply("m1n1", pair.state_for("m1n1", ["m2n1"]))
+    assert "interface created" in result.stdout and "peers +1" in result.stdout
+    assert runtime(pair, "m1n1")["pid"] != pid
+    assert wait_for(lambda: a.pod_run(["ping", "-c", "1", "-W", "1", str(b.pod_ip)]).returncode == 0)
+
+
+def test_concurrent_applies_on_one_node_take_turns(pair: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four managers bring the same node up at once: one creates the interface, the others find it."""
+    pair.cli("down", "m1n1")
+    monkeypatch.setenv("BALANCING_NODE_INDEX_DIR", str(pair.index_dir))
+    data = pair.state_for("m1n1", ["m2n1"])
+    start = threading.Barrier(4)
+    results: list[ApplyResult | Exception] = []
+
+    def manager() -> None:
+        tunnel = TunnelManager(resolve_node("m1n1"))
+        state = tunnel.parse(data)
+        start.wait()
+        try:
+            results.append(tunnel.apply(state))
+        except Exception as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=manager) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    applied = [result for result in results if isinstance(result, ApplyResult)]
+    assert len(applied) == 4, results
+    assert sum(result.interface_created for result in applied) == 1
+    daemons = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_wireguard_go_in(p, pair, "m1n1")]
+    assert len(daemons) == 1
+    assert len(pair.status("m1n1")["peers"]) == 1  # type: ignore[arg-type]
+
+
+def _is_wireguard_go_in(proc: Path, topology: Topology, name: str) -> bool:
+    try:
+        is_daemon = (proc / "cmdline").read_bytes().split(b"\0")[0].endswith(b"wireguard-go")
+        netns = os.stat(proc / "ns" / "net").st_ino
+    except OSError:
+        return False
+    return is_daemon and netns == os.stat(f"/run/netns/{topology.nodes[name].netns}").st_ino
