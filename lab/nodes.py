@@ -141,6 +141,8 @@ def create_pod_network(node: NodeRecord, pod: PodRecord) -> None:
     """Create the pod's namespace and its veth to the node, addressed and routed."""
     host.netns_add(pod.netns)
     node_side = pod_veth_name(pod.key)
+    if host.link_exists(node_side, node.netns) and not host.link_exists("eth0", pod.netns):
+        host.run(["ip", "-n", node.netns, "link", "del", node_side])  # a half-torn-down earlier pod
     if not host.link_exists(node_side, node.netns):
         host.run(["ip", "-n", node.netns, "link", "add", node_side, "type", "veth", "peer", "name", "eth0",
                   "netns", pod.netns])
@@ -186,6 +188,9 @@ def start_pod_process(pod: PodRecord) -> ProcessRecord:
 
 def delete_pod(node: NodeRecord | None, pod: PodRecord) -> None:
     host.cgroup_remove(Path(pod.cgroup))
+    if node and host.link_exists(pod_veth_name(pod.key), node.netns):
+        # deleting one end removes the pair now; a netns deletion would leave it for a moment
+        host.run(["ip", "-n", node.netns, "link", "del", pod_veth_name(pod.key)], check=False)
     host.netns_delete(pod.netns)
     if node and pod.host_port:
         for rule in _host_port_rules(node, pod):

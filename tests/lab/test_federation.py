@@ -129,3 +129,15 @@ def test_cli_verbs_status_kubeconfig_and_exec(federation: Federation) -> None:
     before = federation.state.clusters["hub"].processes[1].pid
     Federation.up(2, 2)
     assert federation.state.clusters["hub"].processes[1].pid == before
+
+
+def test_a_pod_removed_and_added_again_under_the_same_name_comes_back(federation: Federation) -> None:
+    probe = (
+        "import socket,sys; s=socket.create_connection((sys.argv[1], 8080), timeout=5);"
+        "s.sendall(b'x'); print(s.recv(100).decode().splitlines()[0])"
+    )
+    for _ in range(2):
+        pod = federation.pod("member-1", "default", "again", node="member-1-node-2")
+        result = federation.exec("member-1-node-1", [sys.executable, "-c", probe, str(pod.ip)])
+        assert result.stdout.strip() == "again", result.stderr
+        federation.remove_pod("member-1", "default", "again")
