@@ -62,8 +62,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bf_lb4_qos_v1 SEC(".maps");
 
-/* Reverse translation: (socket cookie, backend) -> frontend, for recvmsg4 and getpeername4.
- * Per-CPU LRU lists: an insert on every connect() takes no lock shared across CPUs. */
+/* Reverse translation of connected sockets: socket -> (backend, frontend), socket-local storage. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bf_lb4_sock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_sk_v1 SEC(".maps");
+
+/* Reverse translation of unconnected UDP: (socket cookie, backend) -> frontend, for recvmsg4.
+ * Per-CPU LRU lists: an insert takes no lock shared across CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, BF_LB4_REVERSE_MAX);

@@ -9,32 +9,56 @@ static __always_inline __be16 sock4_port(const struct bpf_sock_addr *ctx)
 	return (__be16)ctx->user_port; /* network-order port in the low 16 bits */
 }
 
-/* Remember that this socket talks to `backend` on behalf of the frontend it asked for. */
-static __always_inline void sock4_rev_record(__u64 cookie, const struct bf_lb4_backend *backend,
-					     __be32 frontend_address, __be16 frontend_port, bool repeated)
+/* Remember that this socket talks to `backend` on behalf of the frontend it asked for: in the
+ * socket's own storage after connect(), in the shared LRU map for an unconnected sendmsg(). */
+static __always_inline void sock4_rev_record(struct bpf_sock_addr *ctx, __u64 cookie, __u8 hook,
+					     const struct bf_lb4_backend *backend, __be32 frontend_address,
+					     __be16 frontend_port)
 {
 	struct bf_lb4_rev_key key = { .socket_cookie = cookie, .address = backend->address, .port = backend->port };
 	struct bf_lb4_rev value = { .address = frontend_address, .port = frontend_port };
+	struct bf_lb4_sock *sock;
 	struct bf_lb4_rev *known;
 
-	if (repeated) { /* unconnected UDP sends the same pair again and again: skip the write */
-		known = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
-		if (known && known->address == value.address && known->port == value.port)
+	if (hook == BF_HOOK_CONNECT4) {
+		sock = bpf_sk_storage_get(&bf_lb4_sk_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (sock) {
+			sock->backend_address = backend->address;
+			sock->backend_port = backend->port;
+			sock->frontend_address = frontend_address;
+			sock->frontend_port = frontend_port;
 			return;
+		}
 	}
+	/* unconnected UDP sends the same pair again and again: skip the write when it is known */
+	known = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+	if (known && known->address == value.address && known->port == value.port)
+		return;
 	bpf_map_update_elem(&bf_lb4_rev_v1, &key, &value, BPF_ANY);
 }
 
 /* Rewrite a peer address (recvmsg4 source, getpeername4 result) back to the frontend. */
 static __always_inline void sock4_rev_restore(struct bpf_sock_addr *ctx)
 {
-	struct bf_lb4_rev_key key = {
-		.socket_cookie = bpf_get_socket_cookie(ctx),
-		.address = ctx->user_ip4,
-		.port = sock4_port(ctx),
-	};
-	struct bf_lb4_rev *frontend = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
+	struct bf_lb4_rev_key key = {};
+	struct bf_lb4_rev *frontend;
+	struct bf_lb4_sock *sock;
+	__be32 address = ctx->user_ip4;
+	__be16 port = sock4_port(ctx);
 
+	sock = bpf_sk_storage_get(&bf_lb4_sk_v1, ctx->sk, 0, 0);
+	if (sock && sock->backend_address == address && sock->backend_port == port) {
+		ctx->user_ip4 = sock->frontend_address;
+		ctx->user_port = (__u32)sock->frontend_port;
+		lb4_stat_inc(BF_STAT_REVERSE_HIT);
+		return;
+	}
+	if (ctx->protocol != IPPROTO_UDP)
+		return;
+	key.socket_cookie = bpf_get_socket_cookie(ctx);
+	key.address = address;
+	key.port = port;
+	frontend = bpf_map_lookup_elem(&bf_lb4_rev_v1, &key);
 	if (!frontend)
 		return;
 	ctx->user_ip4 = frontend->address;
@@ -95,7 +119,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook
 	if (decision.result == BF_RESULT_REDIRECTED) {
 		ctx->user_ip4 = decision.backend.address;
 		ctx->user_port = (__u32)decision.backend.port;
-		sock4_rev_record(socket_cookie, &decision.backend, address, port, hook == BF_HOOK_SENDMSG4);
+		sock4_rev_record(ctx, socket_cookie, hook, &decision.backend, address, port);
 		lb4_stat_inc(BF_STAT_REDIRECTED);
 		if (decision.affinity_hit)
 			lb4_stat_inc(BF_STAT_AFFINITY_HIT);

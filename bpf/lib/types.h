@@ -71,6 +71,17 @@ struct bf_lb4_rev {
 	__u16 pad;
 };
 
+/* Per-socket translation of a connected socket (TCP, connected UDP), in socket-local storage:
+ * it lives and dies with the socket, so nothing ages out of or pollutes a shared map. */
+struct bf_lb4_sock {
+	__be32 backend_address;
+	__be16 backend_port;
+	__u16 pad;
+	__be32 frontend_address;
+	__be16 frontend_port;
+	__u16 pad2;
+};
+
 struct bf_lb4_policy {
 	char name[BF_POLICY_NAME_LEN];
 };

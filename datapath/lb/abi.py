@@ -117,6 +117,17 @@ class Reverse(ctypes.Structure):
     _fields_ = [("address", Be32), ("port", Be16), ("pad", ctypes.c_uint16)]
 
 
+class Sock(ctypes.Structure):
+    _fields_ = [
+        ("backend_address", Be32),
+        ("backend_port", Be16),
+        ("pad", ctypes.c_uint16),
+        ("frontend_address", Be32),
+        ("frontend_port", Be16),
+        ("pad2", ctypes.c_uint16),
+    ]
+
+
 class Policy(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * POLICY_NAME_LEN)]
 
@@ -165,6 +176,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "bf_lb4_qos": Qos,
     "bf_lb4_rev_key": ReverseKey,
     "bf_lb4_rev": Reverse,
+    "bf_lb4_sock": Sock,
     "bf_lb4_policy": Policy,
     "bf_lb4_meta": Meta,
     "bf_lb4_event": Event,
@@ -177,6 +189,7 @@ MAP_MEMBERS = "bf_lb4_mem_v1"
 MAP_AFFINITY = "bf_lb4_aff_v1"
 MAP_QOS = "bf_lb4_qos_v1"
 MAP_REVERSE = "bf_lb4_rev_v1"
+MAP_SOCKETS = "bf_lb4_sk_v1"
 MAP_EVENTS = "bf_lb4_evt_v1"
 MAP_POLICIES = "bf_lb4_pol_v1"
 MAP_META = "bf_lb4_meta_v1"
@@ -191,6 +204,7 @@ MAP_LAYOUTS: dict[str, tuple[int, int]] = {
     MAP_AFFINITY: (ctypes.sizeof(AffinityKey), ctypes.sizeof(Affinity)),
     MAP_QOS: (4, ctypes.sizeof(Qos)),
     MAP_REVERSE: (ctypes.sizeof(ReverseKey), ctypes.sizeof(Reverse)),
+    MAP_SOCKETS: (4, ctypes.sizeof(Sock)),
     MAP_EVENTS: (0, 0),
     MAP_POLICIES: (4, ctypes.sizeof(Policy)),
     MAP_META: (4, ctypes.sizeof(Meta)),
