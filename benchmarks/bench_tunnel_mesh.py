@@ -21,12 +21,13 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from datapath.tunnel.manager import TunnelManager
 from datapath.tunnel.node import TunnelNode
-from hub.mesh import MeshPlan, TunnelEndpoint, TunnelEndpointSpec, plan_mesh
+from hub.mesh import TunnelEndpoint, TunnelEndpointSpec, plan_mesh
 from lab import host
+from member.tunnels import tunnel_state
 
 POOL = "100.96.0.0/16"
 T = TypeVar("T")
@@ -54,23 +55,6 @@ def endpoints(clusters: int, nodes: int) -> list[TunnelEndpoint]:
     ]
 
 
-def state_for(plan: MeshPlan, key: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "proxyIPv4": str(plan.proxy.addresses[key]),
-        "peers": [
-            {
-                "cluster": peer.cluster,
-                "node": peer.node,
-                "publicKey": peer.public_key,
-                "endpoint": peer.endpoint,
-                "allowedIPs": list(peer.allowed_ips),
-                "persistentKeepaliveSeconds": peer.persistent_keepalive_seconds,
-            }
-            for peer in plan.peers[key]
-        ],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clusters", type=int, default=10)
@@ -96,7 +80,7 @@ def main() -> None:
         host.run(["ip", "-n", netns, "addr", "add", "172.30.1.11/16", "dev", "eth0"])
         host.run(["ip", "-n", netns, "link", "set", "eth0", "up"])
         manager.pubkey()
-        data = state_for(plan, key)
+        data = tunnel_state(str(plan.proxy.addresses[key]), plan.peers[key])
         state, parse_ms = timed(lambda: manager.parse(data))
         result, first_ms = timed(lambda: manager.apply(state))
         assert len(result.peers_added) == len(data["peers"]), result.summary()

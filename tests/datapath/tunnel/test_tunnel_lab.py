@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from hub.mesh import MeshPlan, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus, plan_mesh
+import lab.mesh
 from lab import host
-from lab.addressing import NODE_PROXY_POOL
 from lab.testing import Federation, LabPod
 
 pytestmark = pytest.mark.lab
@@ -34,89 +33,10 @@ LISTEN_PORT = 51820
 
 
 @dataclass
-class LabMesh:
-    """Plans the mesh like the hub and applies each node's part like the node agent."""
+class LabMesh(lab.mesh.LabMesh):
+    """The lab mesh plus the test's pods."""
 
-    federation: Federation
-    workdir: Path
-    proxy_ips: dict[str, str] = field(default_factory=dict)  # what the hub wrote into status last time
-    public_keys: dict[str, str] = field(default_factory=dict)  # what each node published last time
     pods: dict[str, LabPod] = field(default_factory=dict)
-
-    def cli(self, verb: str, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "balancing", "datapath", "tunnel", verb, "--node", node, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"tunnel {verb} --node {node} failed ({result.returncode}): {result.stderr}")
-        return result
-
-    def public_key(self, name: str) -> str:
-        if name not in self.public_keys:
-            self.public_keys[name] = self.cli("pubkey", name).stdout.strip()
-        return self.public_keys[name]
-
-    def rotate_key(self, name: str) -> str:
-        self.public_keys[name] = self.cli("rotate-key", name).stdout.strip()
-        return self.public_keys[name]
-
-    def endpoint(self, name: str) -> TunnelEndpoint:
-        node = self.federation.node(name)
-        return TunnelEndpoint(
-            spec=TunnelEndpointSpec(
-                cluster=node.cluster,
-                node=name,
-                public_key=self.public_key(name),
-                endpoint=f"{node.underlay_ip}:{LISTEN_PORT}",
-                pod_cidrs=(str(node.pod_cidr),),
-            ),
-            status=TunnelEndpointStatus(self.proxy_ips.get(name)),
-        )
-
-    def plan(self, names: Sequence[str]) -> MeshPlan:
-        plan = plan_mesh(NODE_PROXY_POOL, [self.endpoint(name) for name in names])
-        self.proxy_ips.update({node: str(address) for (_cluster, node), address in plan.proxy.addresses.items()})
-        return plan
-
-    def state(self, plan: MeshPlan, name: str) -> dict[str, Any]:
-        """The node agent's translation of its NodeTunnelEndpoint status into a datapath state file."""
-        cluster = self.federation.node(name).cluster
-        return {
-            "listenPort": LISTEN_PORT,
-            "proxyIPv4": self.proxy_ips[name],
-            "peers": [
-                {
-                    "cluster": peer.cluster,
-                    "node": peer.node,
-                    "publicKey": peer.public_key,
-                    "endpoint": peer.endpoint,
-                    "allowedIPs": list(peer.allowed_ips),
-                    "persistentKeepaliveSeconds": peer.persistent_keepalive_seconds,
-                }
-                for peer in plan.peers[(cluster, name)]
-            ],
-        }
-
-    def apply_state(self, name: str, state: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        path = self.workdir / f"{name}.{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(state, indent=2))
-        return self.cli("apply", name, str(path), check=check)
-
-    def apply(self, names: Sequence[str], *, to: Sequence[str] | None = None) -> None:
-        """Plan a mesh of `names` and apply it on `to` (default: all of them)."""
-        plan = self.plan(names)
-        for name in to or names:
-            self.apply_state(name, self.state(plan, name))
-
-    def proxy_ip(self, name: str) -> str:
-        return self.proxy_ips[name]
-
-    def status(self, name: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.cli("status", name, "--json").stdout)
-        return loaded
 
     def peer(self, name: str, key: str) -> dict[str, Any]:
         found: list[dict[str, Any]] = [peer for peer in self.status(name)["peers"] if peer["public_key"] == key]

@@ -1,0 +1,25 @@
+"""The node agent's tunnel translation accepts both the hub's plan and the API's peers."""
+
+from __future__ import annotations
+
+import base64
+
+from crds.federation import TunnelPeer
+from datapath.tunnel.spec import parse_state
+from hub.mesh import PlannedPeer
+from member.tunnels import tunnel_state
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def test_planned_and_api_peers_translate_to_a_state_datapath_accepts() -> None:
+    planned = PlannedPeer("member-2", "member-2-node-1", KEY, "172.30.2.11:51820", ("10.102.1.0/24", "100.96.0.3/32"))
+    api_peer = TunnelPeer.model_validate({
+        "cluster": "member-2", "node": "member-2-node-2", "publicKey": KEY.replace("A", "B", 1),
+        "endpoint": "172.30.2.12:51820", "allowedIPs": ["10.102.2.0/24"],
+    })
+    document = tunnel_state("100.96.0.2", [planned, api_peer])
+    assert document["peers"][0]["persistentKeepaliveSeconds"] == 25
+    assert document["peers"][1]["persistentKeepaliveSeconds"] == 0  # unset in the API means off
+    parsed = parse_state(document)
+    assert [str(peer.endpoint) for peer in parsed.peers] == ["172.30.2.11:51820", "172.30.2.12:51820"]
