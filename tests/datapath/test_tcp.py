@@ -19,6 +19,16 @@ def test_connects_spread_evenly_and_getpeername_shows_the_vip(topology: Topology
     assert result["peers"] == {f"{VIP}:80": 3000}
 
 
+def test_a_direct_connect_to_a_backend_keeps_its_own_peer_name(topology: Topology) -> None:
+    topology.lb.apply(state(service=[frontend(VIP, 80, BACKENDS[:1])]))
+    backend = f"{BACKENDS[0]}:{BACKEND_PORT}"
+
+    direct = topology.client("tcp", BACKENDS[0], str(BACKEND_PORT), "--count", "5")
+
+    assert direct["answers"] == {backend: 5}
+    assert direct["peers"] == {backend: 5}, "only translated sockets are translated back"
+
+
 def test_a_client_outside_the_cgroup_is_not_rewritten(topology: Topology) -> None:
     topology.lb.apply(state(service=[frontend(VIP, 80, BACKENDS[:3])]))
 
