@@ -95,7 +95,11 @@ class AttachedLink:
     hook: str
     link_id: int
     prog_id: int
-    cgroup_id: int
+    cgroup_id: int  # 0 once the link is defunct: detached, or its cgroup was removed
+
+    @property
+    def defunct(self) -> bool:
+        return self.cgroup_id == 0
 
 
 def attached_links(bpffs_dir: Path) -> list[AttachedLink]:
@@ -143,7 +147,12 @@ def load(
     Returns the report and the open maps; the caller closes them."""
     cgroup_id = check_cgroup(cgroup)
     check_bpffs(bpffs_dir, create=True)
-    existing = attached_links(bpffs_dir)
+    existing = []
+    for link in attached_links(bpffs_dir):
+        if link.defunct:  # detached behind our back: drop the pin, attach afresh below
+            link_pin(bpffs_dir, link.hook).unlink()
+            continue
+        existing.append(link)
     for link in existing:
         if link.cgroup_id != cgroup_id:
             raise DatapathError(
@@ -200,14 +209,16 @@ def _attach_all(
 
 
 def detach(bpffs_dir: Path, cgroup: Path) -> list[str]:
-    """Detach every link this datapath made on `cgroup` and remove all its pins; return what went."""
-    cgroup_id = check_cgroup(cgroup)
+    """Detach every link this datapath made on `cgroup` and remove all its pins; return what went.
+
+    A cgroup that is already gone is fine: whatever the node's pin directory still holds goes."""
+    cgroup_id = check_cgroup(cgroup) if cgroup.exists() else None
     if not bpffs_dir.exists():
         return []
     check_bpffs(bpffs_dir, create=False)
     removed: list[str] = []
     for link in attached_links(bpffs_dir):
-        if link.cgroup_id != cgroup_id:
+        if cgroup_id is not None and not link.defunct and link.cgroup_id != cgroup_id:
             raise DatapathError(
                 f"{link_pin(bpffs_dir, link.hook)} attaches to cgroup id {link.cgroup_id}, not {cgroup} "
                 f"(id {cgroup_id}); nothing was detached"

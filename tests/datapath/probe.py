@@ -5,6 +5,7 @@ Run as a script inside the test's namespaces (it imports nothing from the repo):
     probe.py serve --ready FILE IP:PORT [IP:PORT ...]   # each socket answers with its own IP:PORT
     probe.py tcp IP PORT --count N [--rate R] [--duration S] [--sequence]
     probe.py udp IP PORT --count N [--connect]
+    probe.py dns IP PORT NAME --count N                 # A queries over an unconnected socket
 
 A client prints one JSON object: its pid and netns cookie, the answers counted by backend, the
 failures, and the peer addresses getpeername()/recvfrom() reported.
@@ -133,6 +134,45 @@ def udp_client(ip: str, port: int, count: int, connect: bool) -> dict[str, objec
     }
 
 
+def _skip_name(packet: bytes, offset: int) -> int:
+    while True:
+        length = packet[offset]
+        if length & 0xC0 == 0xC0:  # compression pointer ends the name
+            return offset + 2
+        offset += 1 + length
+        if length == 0:
+            return offset
+
+
+def dns_client(ip: str, port: int, name: str, count: int) -> dict[str, object]:
+    """A records for `name`, asked over an unconnected UDP socket: the reply's source is checked."""
+    answers: collections.Counter[str] = collections.Counter()
+    sources: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0\0\1\0\1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        for query_id in range(1, count + 1):
+            try:
+                sock.sendto(query_id.to_bytes(2, "big") + b"\1\0\0\1\0\0\0\0\0\0" + question, (ip, port))
+                reply, source = sock.recvfrom(4096)
+                sources["{}:{}".format(*source)] += 1
+                if int.from_bytes(reply[:2], "big") != query_id or int.from_bytes(reply[6:8], "big") == 0:
+                    errors["no answer"] += 1
+                    continue
+                offset = _skip_name(reply, 12) + 4  # the question: name, type, class
+                offset = _skip_name(reply, offset) + 10  # the answer: name, type, class, ttl, rdlength
+                answers[socket.inet_ntoa(reply[offset : offset + 4])] += 1
+            except OSError as error:
+                errors[type(error).__name__ + ": " + str(error)] += 1
+    return {
+        "answers": dict(answers),
+        "sources": dict(sources),
+        "failures": sum(errors.values()),
+        "errors": dict(errors),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,11 +191,18 @@ def main() -> None:
     udp.add_argument("port", type=int)
     udp.add_argument("--count", type=int, default=1)
     udp.add_argument("--connect", action="store_true")
+    dns = commands.add_parser("dns")
+    dns.add_argument("ip")
+    dns.add_argument("port", type=int)
+    dns.add_argument("name")
+    dns.add_argument("--count", type=int, default=1)
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.endpoints, args.ready)
     elif args.command == "tcp":
         print(json.dumps(tcp_client(args.ip, args.port, args.count, args.rate, args.duration, args.sequence)))
+    elif args.command == "dns":
+        print(json.dumps(dns_client(args.ip, args.port, args.name, args.count)))
     else:
         print(json.dumps(udp_client(args.ip, args.port, args.count, args.connect)))
 
