@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from datapath.lb import abi
+from datapath.lb.errors import StateError
 from datapath.lb.maps import LbMaps
-from datapath.lb.state import Capacity, DesiredState, FrontendSpec, parse_state
+from datapath.lb.state import TIER_NAMES, Capacity, DesiredState, FrontendSpec, entry_path, parse_state
 
 BACKEND_SIZE = abi.BACKEND.size
 _PORT = struct.Struct("!H")
@@ -107,20 +108,6 @@ def split_backends(blob: bytes) -> list[bytes]:
     return [blob[i : i + BACKEND_SIZE] for i in range(0, len(blob), BACKEND_SIZE)]
 
 
-class _Batch:
-    """Keys and values gathered for one map, written in one batch call."""
-
-    def __init__(self) -> None:
-        self.keys = bytearray()
-        self.values = bytearray()
-        self.count = 0
-
-    def add(self, key: bytes, value: bytes = b"") -> None:
-        self.keys += key
-        self.values += value
-        self.count += 1
-
-
 class MapWriter:
     """Diff-and-batch writer over one node's pinned maps."""
 
@@ -141,6 +128,7 @@ class MapWriter:
         self.next_policy_id = 1
         self._stray_members: dict[int, set[bytes]] = {}
         self._unused_policies: set[int] = set()
+        self.backends_in_use = 0  # slots the current sets occupy, for the capacity checks of upsert()
         self.adopt()
 
     # -- reading the kernel --------------------------------------------------------------------
@@ -181,6 +169,7 @@ class MapWriter:
                 frontend_id, set_id, policy_id, affinity, qos, blob, slot_count, None if exact else frozenset(found)
             )
             max_frontend, max_set = max(max_frontend, frontend_id), max(max_set, set_id)
+        self.backends_in_use = sum(frontend.slot_count() for frontend in self.frontends.values())
         referenced = {frontend.set_id for frontend in self.frontends.values()}
         self.garbage_sets = {
             set_id: max(slots) + 1 for set_id, slots in sets.items() if set_id not in referenced and slots
@@ -211,8 +200,16 @@ class MapWriter:
     def upsert(self, tier: abi.Tier, spec: FrontendSpec) -> ApplyReport:
         """Add or change one frontend of one tier, leaving every other entry alone."""
         key = frontend_key(tier, spec.ip, spec.port, spec.protocol)
-        whole = {abi.Tier.LOCAL_REDIRECT: "localRedirect", abi.Tier.BALANCING: "balancing"}.get(tier, "service")
-        parse_state({"tiers": {whole: [spec.model_dump(by_alias=True)]}}, self.capacity)
+        parse_state({"tiers": {TIER_NAMES[tier]: [spec.model_dump(by_alias=True)]}}, self.capacity)
+        old = self.frontends.get(key)
+        backends = self.backends_in_use - (old.slot_count() if old else 0) + len(spec.backends)
+        if backends > self.capacity.backends:
+            raise StateError(
+                f"{entry_path(tier, 0)} {spec.label}: {backends} backends in all would be more than the backend "
+                f"map holds ({self.capacity.backends}); nothing was written"
+            )
+        if old is None and len(self.frontends) >= self.capacity.frontends:
+            raise StateError(f"{entry_path(tier, 0)} {spec.label}: the frontend map is full; nothing was written")
         return self._reconcile({key: spec}, [])
 
     def remove(self, tier: abi.Tier, ip: str, port: int, protocol: str) -> ApplyReport:
@@ -297,9 +294,8 @@ class MapWriter:
             self.maps.write_meta(self.next_frontend_id, self.next_set_id, self.next_policy_id)
             report.elements_written += 1
 
-        policies = _Batch()
-        for name, policy_id in new_policies.items():
-            policies.add(abi.U32.pack(policy_id), name.encode().ljust(abi.POLICY_NAME_LEN, b"\0"))
+        policy_keys = b"".join(abi.U32.pack(policy_id) for policy_id in new_policies.values())
+        policy_names = b"".join(name.encode().ljust(abi.POLICY_NAME_LEN, b"\0") for name in new_policies)
         slot_key_parts: list[bytes] = []
         slot_value_parts: list[bytes] = []
         member_keys: list[bytes] = []
@@ -326,7 +322,7 @@ class MapWriter:
             frontend_values.append(new.value())
 
         # Order matters: names, sets and members first; then each frontend switches in one update.
-        report.elements_written += self.maps.policies.update_batch(policies.keys, policies.values)
+        report.elements_written += self.maps.policies.update_batch(policy_keys, policy_names)
         report.elements_written += self.maps.backends.update_batch(b"".join(slot_key_parts), b"".join(slot_value_parts))
         report.elements_written += self.maps.members.update_batch(b"".join(member_keys), b"\1" * len(member_keys))
         report.elements_written += self.maps.frontends.update_batch(b"".join(frontend_keys), b"".join(frontend_values))
@@ -346,12 +342,14 @@ class MapWriter:
 
         # Now update our view; sets no longer referenced are deleted at the next reconcile.
         for key, new, old in planned:
+            self.backends_in_use += new.slot_count() - (old.slot_count() if old is not None else 0)
             if old is not None and old.set_id and old.set_id != new.set_id:
                 self.garbage_sets[old.set_id] = old.slot_count()
             self.frontends[key] = new
             report.changed_keys.append(key)
         for key in removed:
             old = self.frontends.pop(key)
+            self.backends_in_use -= old.slot_count()
             if old.set_id:
                 self.garbage_sets[old.set_id] = old.slot_count()
         self.policy_ids.update(new_policies)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from datapath.lb import abi
+from datapath.lb.errors import StateError
 from datapath.lb.maps import LbMaps
 from datapath.lb.node import SocketLB
 from datapath.lb.reader import MapReader
-from datapath.lb.state import FrontendSpec
+from datapath.lb.state import Capacity, FrontendSpec
 from datapath.lb.writer import MapWriter
 from tests.datapath.conftest import close_and_detach, frontend, state
 from tests.helpers.resources import KernelResources
@@ -146,3 +147,19 @@ def test_policy_names_outlive_their_last_frontend_by_one_apply(pins: tuple[Socke
     with LbMaps(bpffs) as maps:
         names = [value.split(b"\0")[0] for _key, value in maps.policies.items()]
     assert names == [b"team/b"]
+
+
+def test_upsert_refuses_what_the_maps_cannot_hold_and_writes_nothing(pins: tuple[SocketLB, Path]) -> None:
+    lb, bpffs = pins
+    lb.apply(state(service=services(2)))
+    assert lb.writer is not None
+    lb.writer.capacity = Capacity(frontends=3, slots=20, policies=4)  # as if the maps were that small
+    too_many = FrontendSpec.model_validate(frontend("10.96.0.1", 80, [f"10.3.0.{i}" for i in range(1, 9)]))
+    before = identities(bpffs)
+
+    with pytest.raises(StateError, match=r"tiers.service\[0\] 10.96.0.1:80/TCP: 11 backends in all would be more"):
+        lb.upsert(abi.Tier.SERVICE, too_many)
+    lb.upsert(abi.Tier.SERVICE, FrontendSpec.model_validate(frontend("10.96.0.5", 80, ["10.3.0.1"])))
+    with pytest.raises(StateError, match="the frontend map is full"):
+        lb.upsert(abi.Tier.SERVICE, FrontendSpec.model_validate(frontend("10.96.0.6", 80, ["10.3.0.1"])))
+    assert {k: v for k, v in identities(bpffs).items() if k in before} == before
