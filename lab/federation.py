@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -61,8 +62,12 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
         started.append(state.clusters[cluster])
         state.save()
     controlplane.wait_all_ready(started)
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in crd_files())).hexdigest()
     for cluster in clusters:
-        kubeapi.apply_crds(state.clusters[cluster], crd_files())
+        if state.clusters[cluster].crd_digest != digest:
+            kubeapi.apply_crds(state.clusters[cluster], crd_files())
+            state.clusters[cluster].crd_digest = digest
+            state.save()
 
     for cluster in clusters:
         count = HUB_NODES if cluster == "hub" else nodes_per_cluster

@@ -48,6 +48,7 @@ class ClusterRecord:
     kubeconfig: str
     apiserver_url: str
     processes: list[ProcessRecord] = field(default_factory=list)
+    crd_digest: str = ""  # digest of the CRD files last applied, so a warm `up` skips re-applying
 
 
 @dataclass

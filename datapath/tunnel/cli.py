@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from datapath.tunnel.errors import InvalidTunnelState
-from datapath.tunnel.manager import TunnelManager, TunnelStatus
-from datapath.tunnel.node import resolve_node
+
+if TYPE_CHECKING:  # the manager pulls in pyroute2: import it only when a tunnel verb runs
+    from datapath.tunnel.manager import TunnelManager, TunnelStatus
 
 
 def register(datapath_subparsers: Any) -> None:
@@ -58,6 +59,9 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _manager(args: argparse.Namespace) -> TunnelManager:
+    from datapath.tunnel.manager import TunnelManager
+    from datapath.tunnel.node import resolve_node
+
     return TunnelManager(resolve_node(args.node, netns=args.netns, state_dir=args.state_dir, cgroup=args.cgroup))
 
 
