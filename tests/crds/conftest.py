@@ -62,7 +62,7 @@ def _direct_api(kubeconfig: str) -> Api:
     return Api(run=run, clusters=("hub",))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(request: pytest.FixtureRequest) -> Api:
     kubeconfig = os.environ.get("BALANCING_TEST_KUBECONFIG")
     if kubeconfig:
@@ -79,7 +79,7 @@ def api(request: pytest.FixtureRequest) -> Api:
     return Api(run=run, clusters=clusters)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hub(api: Api) -> Api:
     """The hub with the committed CRDs applied (a no-op when `lab up` already installed them)."""
     files = [arg for path in sorted(CRD_DIR.glob("*.yaml")) for arg in ("-f", str(path))]
@@ -88,7 +88,7 @@ def hub(api: Api) -> Api:
     return api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def namespace(hub: Api) -> Iterator[str]:
     """A namespace on the hub for the namespaced federation kinds, removed afterwards."""
     name = f"bft-crds-{uuid.uuid4().hex[:6]}"
