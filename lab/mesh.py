@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datapath.tunnel.spec import DEFAULT_LISTEN_PORT
 from hub.mesh import MeshPlan, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus, plan_mesh
 from lab.addressing import NODE_PROXY_POOL
 from lab.host import LabError
 from lab.testing import Federation
-from member.tunnels import DEFAULT_LISTEN_PORT, tunnel_state
+from member.tunnels import tunnel_state
 
 
 @dataclass

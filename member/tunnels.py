@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-DEFAULT_LISTEN_PORT = 51820
+from datapath.tunnel.spec import DEFAULT_LISTEN_PORT
 
 
 class PeerLike(Protocol):

@@ -1,0 +1,57 @@
+"""Every default we promise, pinned in one place: a change here is a change users will notice.
+
+(In the spirit of kopf's tests/settings/test_defaults.py.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from datapath.lb import abi
+from datapath.lb.state import MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, Capacity
+from datapath.tunnel import spec as tunnel_spec
+from hub import mesh
+from lab import addressing, kubeapi, kubelet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _c_define(name: str) -> str:
+    text = (REPO / "bpf" / "lib" / "common.h").read_text()
+    found = re.search(rf"#define {name} (.+?)(?:\s*/\*.*)?$", text, re.MULTILINE)
+    assert found, name
+    return found.group(1).strip()
+
+
+def test_socket_lb_capacities_and_limits() -> None:
+    capacity = Capacity()
+    assert (capacity.frontends, capacity.slots, capacity.policies) == (65536, 262144, 16384)
+    assert capacity.backends == 131072  # half the slots: room for an atomic swap of every set
+    assert _c_define("BF_LB4_FRONTENDS_MAX") == str(capacity.frontends)
+    assert _c_define("BF_LB4_SLOTS_MAX") == str(capacity.slots)
+    assert _c_define("BF_LB4_POLICIES_MAX") == str(capacity.policies)
+    assert _c_define("BF_LB4_AFFINITY_MAX") == "131072"
+    assert _c_define("BF_LB4_EVENTS_BYTES") == "(4 * 1024 * 1024)"
+    assert MAX_BACKENDS_PER_FRONTEND == 16384
+    assert MAX_AFFINITY_TIMEOUT_S == 86400  # Kubernetes' own limit for ClientIP affinity
+    assert abi.LAYOUT_VERSION == 1
+    assert [int(tier) for tier in (abi.Tier.LOCAL_REDIRECT, abi.Tier.BALANCING, abi.Tier.SERVICE)] == [0, 1, 2]
+
+
+def test_tunnel_defaults() -> None:
+    assert tunnel_spec.DEFAULT_INTERFACE == "bfwg0"
+    assert tunnel_spec.DEFAULT_LISTEN_PORT == 51820
+    assert tunnel_spec.DEFAULT_KEEPALIVE == 25
+    assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel_spec.DEFAULT_KEEPALIVE
+
+
+def test_lab_defaults() -> None:
+    assert kubelet.HEARTBEAT_INTERVAL == 10.0
+    assert kubelet.NODE_STATUS_INTERVAL == 30.0
+    assert kubeapi.LEASE_DURATION_SECONDS == 40  # kube-controller-manager's default grace is 40 s
+    assert kubelet.HEARTBEAT_INTERVAL < kubeapi.LEASE_DURATION_SECONDS / 2
+    assert str(addressing.NODE_PROXY_POOL) == "100.96.0.0/16"
+    assert str(addressing.UNDERLAY_NETWORK) == "172.30.0.0/16"
+    assert addressing.ClusterAddressing("hub").apiserver_port == 6443
+    assert addressing.ClusterAddressing("member-2").apiserver_port == 6445
