@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,9 +38,13 @@ def cache_root() -> Path:
 
 
 def source_dir() -> Path:
-    """`bpf/` beside the `datapath` package; `BALANCING_BPF_SOURCE` overrides it for installs."""
+    """`BALANCING_BPF_SOURCE`, else `bpf/` beside the `datapath` package (a checkout), else the copy
+    an installed package carries in `<prefix>/share/balancing/bpf`."""
     override = os.environ.get("BALANCING_BPF_SOURCE")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "bpf"
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent / "bpf"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "balancing" / "bpf"
 
 
 def source_files(directory: Path) -> list[Path]:
