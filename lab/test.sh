@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite (the README's test command; .ci/run calls it).
-# Extra arguments go to pytest, e.g. `bash lab/test.sh tests/lab -x`.
+# Extra arguments go to pytest, e.g. `bash ./lab/test.sh tests/lab -x`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
