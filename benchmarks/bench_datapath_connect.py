@@ -225,7 +225,7 @@ class Bench:
         rules = iptables_rules(services)
         started = time.perf_counter()
         subprocess.run(
-            ["nsenter", f"--net={host.NETNS_DIR / self.ipt_ns}", "--", "iptables-restore"],
+            [*host.netns_prefix(self.ipt_ns), "iptables-restore"],
             input=rules.encode(),
             check=True,
         )
@@ -236,19 +236,12 @@ class Bench:
         self, tool: Path, netns: str, cgroup: Path | None, ips: Sequence[str], port: int, seconds: float
     ) -> tuple[float, float]:
         """(connects per second of wall time, connects per second of the client's own CPU time)."""
-        procs = str(cgroup / "cgroup.procs") if cgroup else None
-
-        def join() -> None:
-            if procs:
-                with open(procs, "w") as handle:
-                    handle.write(str(os.getpid()))
-
         out = subprocess.run(
-            ["nsenter", f"--net={host.NETNS_DIR / netns}", "--", str(tool), "client", str(seconds), str(port), *ips],
+            [*host.netns_prefix(netns), str(tool), "client", str(seconds), str(port), *ips],
             capture_output=True,
             text=True,
             check=True,
-            preexec_fn=join,
+            preexec_fn=host.cgroup_joiner(cgroup),
         ).stdout.split()
         ok, failed, elapsed, cpu = int(out[0]), int(out[1]), float(out[2]), float(out[3])
         if failed:

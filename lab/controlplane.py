@@ -176,6 +176,5 @@ def wait_all_ready(records: list[ClusterRecord]) -> None:
 
 def stop(record: ClusterRecord) -> None:
     for process in reversed(record.processes):
-        if process.alive():
-            host.kill_pid(process.pid)
+        process.stop()
     host.cgroup_remove(control_plane_cgroup(record.name))

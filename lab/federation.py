@@ -106,12 +106,10 @@ def down() -> None:
 def _down() -> None:
     state = LabState.load()
     for daemon in state.daemons:
-        if daemon.alive():
-            host.kill_pid(daemon.pid)
+        daemon.stop()
     for record in state.clusters.values():
         for process in record.processes:
-            if process.alive():
-                host.kill_pid(process.pid)
+            process.stop()
     host.cgroup_remove(CGROUP_ROOT)  # everything the lab started runs under here
     for name in _lab_netns():
         host.netns_delete(name)
@@ -239,8 +237,8 @@ def _remove_pod(reference: str) -> None:
     state.save()
 
 
-def exec_argv(target: str, command: Sequence[str]) -> tuple[list[str], Path]:
-    """The argv and cgroup that run `command` on a node or in a pod."""
+def exec_target(target: str) -> tuple[str, Path]:
+    """The network namespace and cgroup that a command on a node or in a pod runs in."""
     state = LabState.load()
     if target.count("/") == 2:
         parse_pod_ref(target)
@@ -254,15 +252,9 @@ def exec_argv(target: str, command: Sequence[str]) -> tuple[list[str], Path]:
         if node is None:
             raise host.LabError(f"node {target} is not up; nodes: {', '.join(state.nodes) or 'none'}")
         netns, cgroup = node.netns, Path(node.cgroup) / "system"
-    return ["nsenter", f"--net={host.NETNS_DIR / netns}", "--", *command], cgroup
+    return netns, cgroup
 
 
 def exec_in(target: str, command: Sequence[str]) -> int:
-    argv, cgroup = exec_argv(target, command)
-    procs = cgroup / "cgroup.procs"
-
-    def join() -> None:
-        with open(procs, "w") as handle:
-            handle.write(str(os.getpid()))
-
-    return subprocess.run(argv, preexec_fn=join).returncode
+    netns, cgroup = exec_target(target)
+    return subprocess.run([*host.netns_prefix(netns), *command], preexec_fn=host.cgroup_joiner(cgroup)).returncode

@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from datapath.process import stop_process
 
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
 BPFFS_ROOT = Path("/sys/fs/bpf")
@@ -67,10 +69,35 @@ def kill_netns_processes(name: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def netns_prefix(netns: str | None) -> list[str]:
+    """The argv prefix that runs a command in a network namespace (not `ip netns exec`: it remounts /sys)."""
+    return ["nsenter", f"--net={NETNS_DIR / netns}", "--"] if netns else []
+
+
+def cgroup_joiner(cgroup: Path | None) -> Callable[[], None] | None:
+    """A preexec_fn that moves the child into `cgroup` before exec, so all its descendants are there too."""
+    if cgroup is None:
+        return None
+    procs = str(cgroup / "cgroup.procs")
+
+    def join() -> None:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+
+    return join
+
+
 def ns_run(netns: str | None, argv: Sequence[str], *, check: bool = True) -> str:
-    """Run a command inside a network namespace (without `ip netns exec`, which remounts /sys)."""
-    prefix = ["nsenter", f"--net={NETNS_DIR / netns}", "--"] if netns else []
-    return run([*prefix, *argv], check=check)
+    """Run a command inside a network namespace and return its stdout."""
+    return run([*netns_prefix(netns), *argv], check=check)
+
+
+def run_in(
+    argv: Sequence[str], *, netns: str | None = None, cgroup: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command in a network namespace and a cgroup, capture its output, do not check it."""
+    return subprocess.run([*netns_prefix(netns), *argv], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=cgroup_joiner(cgroup))
 
 
 def link_exists(name: str, netns: str | None = None) -> bool:
@@ -130,22 +157,14 @@ def spawn(
     The child joins the cgroup before exec, so every descendant is accounted there too, and it gets
     its own session so that it survives the caller.
     """
-    cgroup_procs = str(cgroup / "cgroup.procs") if cgroup else None
-
-    def join_cgroup() -> None:
-        if cgroup_procs:
-            with open(cgroup_procs, "w") as procs:
-                procs.write(str(os.getpid()))
-
-    prefix = ["nsenter", f"--net={NETNS_DIR / netns}", "--"] if netns else []
     stdout = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
-            [*prefix, *argv],
+            [*netns_prefix(netns), *argv],
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=subprocess.STDOUT,
-            preexec_fn=join_cgroup,
+            preexec_fn=cgroup_joiner(cgroup),
             start_new_session=True,
             env=dict(env) if env is not None else None,
         )
@@ -156,18 +175,4 @@ def spawn(
 
 def kill_pid(pid: int, timeout: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after `timeout`; a pid that is already gone is fine."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    stop_process(pid, timeout=timeout)

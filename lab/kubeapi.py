@@ -137,14 +137,6 @@ def renew_lease(cluster: ClusterRecord, node_name: str) -> None:
         _ignore_conflict(leases.create_namespaced_lease, LEASE_NAMESPACE, body)
 
 
-def delete_node(cluster: ClusterRecord, node_name: str) -> None:
-    try:
-        core(cluster).delete_node(node_name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
 def create_pod(cluster: ClusterRecord, pod: PodRecord) -> None:
     ensure_namespace(cluster, pod.namespace)
     ports: list[dict[str, Any]] = []

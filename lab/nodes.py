@@ -101,26 +101,6 @@ def route_cluster(nodes: list[NodeRecord]) -> None:
                 host.run(["ip", "-n", node.netns, "route", "replace", other.pod_cidr, "via", other.underlay_ip])
 
 
-def delete_node(node: NodeRecord) -> None:
-    host.cgroup_remove(Path(node.cgroup))
-    host.netns_delete(node.netns)
-    if host.link_exists(node.underlay_link):
-        host.run(["ip", "link", "del", node.underlay_link], check=False)
-    _remove_tree(Path(node.bpffs))
-    (NODE_INDEX_DIR / f"{node.name}.json").unlink(missing_ok=True)
-
-
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if child.is_dir() and not child.is_symlink():
-            child.rmdir()
-        else:
-            child.unlink()
-    path.rmdir()
-
-
 def allocate_pod_ip(node: NodeRecord, taken: set[str]) -> str:
     network = ipaddress.IPv4Network(node.pod_cidr)
     for address in list(network.hosts())[1:]:  # .1 is left for the node itself

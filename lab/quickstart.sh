@@ -16,16 +16,9 @@ balancing() { "$python" -m balancing "$@"; }
 balancing lab up --members 2
 
 shopt -s nullglob
-crds=(crds/*.yaml)
 examples=(examples/seeds/*.yaml)  # the policies from the user guides (seeds 000 and 003)
-for cluster in hub member-1 member-2; do
-    kubeconfig="$(balancing lab kubeconfig "$cluster")"
-    if ((${#crds[@]})); then
-        kubectl --kubeconfig "$kubeconfig" apply --server-side --force-conflicts -f crds/
-        kubectl --kubeconfig "$kubeconfig" wait --for condition=Established --timeout 60s crd --all
-    fi
-done
 
+# `lab up` has installed every crds/*.yaml on every cluster.
 hub="$(balancing lab kubeconfig hub)"
 if ((${#examples[@]})); then
     kubectl --kubeconfig "$hub" apply -f examples/seeds/

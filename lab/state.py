@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datapath.process import process_start_time, stop_process
 from lab import host
 
 LAB_DIR = Path(os.environ.get("BALANCING_LAB_DIR", "/run/balancing-lab"))
@@ -40,6 +41,10 @@ class ProcessRecord:
 
     def alive(self) -> bool:
         return self.start_time != 0 and process_start_time(self.pid) == self.start_time
+
+    def stop(self) -> None:
+        if self.alive():
+            stop_process(self.pid, self.start_time)
 
 
 @dataclass
@@ -127,14 +132,3 @@ def exclusive() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of a live process in clock ticks since boot (field 22 of /proc/PID/stat).
-
-    None when there is no such process or it is a zombie (dead, waiting to be reaped).
-    """
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else int(fields[19])
-    return None

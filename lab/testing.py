@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import federation, kubeapi
+from lab import federation, host, kubeapi
 from lab.state import LabState
 from lab.toolchain import tool_path
 
@@ -83,14 +82,8 @@ class Federation:
 
     def exec(self, target: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a command on a node (NODE) or in a pod (CLUSTER/NAMESPACE/NAME) and capture its output."""
-        full_argv, cgroup = federation.exec_argv(target, argv)
-        procs = str(cgroup / "cgroup.procs")
-
-        def join() -> None:
-            with open(procs, "w") as handle:
-                handle.write(str(os.getpid()))
-
-        return subprocess.run(full_argv, capture_output=True, text=True, timeout=timeout, preexec_fn=join)
+        netns, cgroup = federation.exec_target(target)
+        return host.run_in(argv, netns=netns, cgroup=cgroup, timeout=timeout)
 
     @staticmethod
     def kubectl_path() -> Path:

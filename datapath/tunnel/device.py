@@ -12,12 +12,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datapath.process import process_start_time, stop_process
 from datapath.tunnel import netlink
 from datapath.tunnel.errors import TunnelError
 from datapath.tunnel.node import TunnelNode
@@ -65,14 +65,6 @@ class Runtime:
     pid: int | None = None
     start_time: int | None = None  # of pid, from /proc/PID/stat; guards against a recycled pid
     binary: str | None = None
-
-
-def process_start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 class TunnelDevice:
@@ -188,7 +180,7 @@ class TunnelDevice:
             if process_start_time(pid) is None:
                 break
             time.sleep(0.01)
-        _stop_pid(pid, runtime.start_time)
+        stop_process(pid, runtime.start_time)
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
         raise TunnelError(
             f"wireguard-go did not bring up {self.interface} in node {self.node.name} within {START_TIMEOUT:.0f}s"
@@ -209,7 +201,7 @@ class TunnelDevice:
             argv = ["ip", *(["-n", self.node.netns] if self.node.netns else []), "link", "del", self.interface]
             subprocess.run(argv, capture_output=True, check=False)
         elif runtime is not None and runtime.pid is not None:
-            _stop_pid(runtime.pid, runtime.start_time)
+            stop_process(runtime.pid, runtime.start_time)
         with netlink.netlink(self.node.netns) as nl:
             for route in netlink.dump_routes(nl)[0].values():
                 netlink.delete_route(nl, route)
@@ -228,30 +220,6 @@ def _daemon_cgroup(cgroup: Path | None) -> Path | None:
         return None
     target = cgroup / "system" if (cgroup / "system").is_dir() else cgroup
     return target / "cgroup.procs"
-
-
-def _stop_pid(pid: int, start_time: int | None, timeout: float = 5.0) -> None:
-    """SIGTERM (wireguard-go then removes its interface and socket), SIGKILL after `timeout`."""
-    if start_time is not None and process_start_time(pid) != start_time:
-        return  # already gone, and the pid may belong to someone else now
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if process_start_time(pid) is None or _is_zombie(pid):
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def _find_daemon(interface: str, netns: str | None) -> int | None:

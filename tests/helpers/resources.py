@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import shutil
 import subprocess
 import uuid
@@ -97,17 +96,7 @@ class KernelResources:
         self, argv: Sequence[str], netns: str | None = None, cgroup: Path | None = None, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
         """Run a short command in a namespace and cgroup, and wait for it."""
-        prefix = ["nsenter", f"--net={host.NETNS_DIR / netns}", "--"] if netns else []
-        procs = str(cgroup / "cgroup.procs") if cgroup else None
-
-        def join() -> None:
-            if procs:
-                with open(procs, "w") as handle:
-                    handle.write(str(os.getpid()))
-
-        return subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=timeout, preexec_fn=join
-        )
+        return host.run_in(argv, netns=netns, cgroup=cgroup, timeout=timeout)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -44,7 +44,7 @@ class LabMesh(lab.mesh.LabMesh):
         return found[0]
 
     def pod_argv(self, pod: str, argv: Sequence[str]) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.pods[pod].netns}", "--", *argv]
+        return [*host.netns_prefix(self.pods[pod].netns), *argv]
 
     def in_pod(self, pod: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.pod_argv(pod, argv), capture_output=True, text=True, timeout=timeout)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from datapath.tunnel.device import process_start_time
+from datapath.process import process_start_time
 from datapath.tunnel.manager import ApplyResult, TunnelManager
 from datapath.tunnel.node import resolve_node
 from tests.datapath.tunnel.topology import Topology, make_topology, wait_for

@@ -52,9 +52,7 @@ class TestNode:
 
 
 def _nsrun(netns: str, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["nsenter", f"--net=/run/netns/{netns}", "--", *argv], capture_output=True, text=True, timeout=timeout
-    )
+    return host.run_in(argv, netns=netns, timeout=timeout)
 
 
 @dataclass
