@@ -34,6 +34,7 @@ from crds.federation import (
     TCPLoadBalancer,
     TunnelPeer,
 )
+from crds.nodes import BalancingNode, PolicyOnNode
 from crds.policies import (
     NODE_PROXY_IPV4_ANNOTATION,
     SERVICE_ID_ANNOTATION,
@@ -56,6 +57,7 @@ __all__ = [
     "SERVICE_NAME_LABEL",
     "SOURCE_CLUSTER_LABEL",
     "VERSION",
+    "BalancingNode",
     "BalancingPolicy",
     "Condition",
     "FederatedEndpoint",
@@ -72,6 +74,7 @@ __all__ = [
     "NodeTunnelEndpoint",
     "ObjectMeta",
     "PortInfo",
+    "PolicyOnNode",
     "PortPairingError",
     "ServiceExport",
     "ServicePort",

@@ -17,6 +17,7 @@ from crds.federation import (
     ServiceExport,
     TCPLoadBalancer,
 )
+from crds.nodes import BalancingNode
 from crds.policies import BalancingPolicy, LocalRedirectPolicy
 
 ALL_KINDS: tuple[type[KubeObject], ...] = (
@@ -28,6 +29,7 @@ ALL_KINDS: tuple[type[KubeObject], ...] = (
     FederatedEndpointSlice,
     TCPLoadBalancer,
     NodeTunnelEndpoint,
+    BalancingNode,
 )
 KINDS_BY_NAME: dict[str, type[KubeObject]] = {kind.kind_name: kind for kind in ALL_KINDS}
 

@@ -1,0 +1,76 @@
+"""BalancingNode: what one node's agent has programmed, written by that agent (status only).
+
+The member controller reads these to make a policy's `Ready` honest: a policy is Ready when every
+node it targets reports it programmed at the policy's current generation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from crds._base import ApiModel, Conditions, DnsSubdomain, KubeObject, PrinterColumn, Timestamp
+
+PolicyKind = Literal["BalancingPolicy", "LocalRedirectPolicy"]
+PolicyState = Literal["Programmed", "NodeNotSelected", "Conflict", "ServiceNotFound", "Disabled", "Invalid", "Failed"]
+MAX_NODE_POLICIES = 4096
+
+
+class BalancingNodeSpec(ApiModel):
+    """Empty: the object's name is the node's name, and everything else is observed state."""
+
+
+class PolicyOnNode(ApiModel):
+    """One policy as this node's agent programmed it."""
+
+    kind: PolicyKind
+    name: DnsSubdomain
+    generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+        default=None, description="The policy's metadata.generation that was programmed."
+    )
+    state: PolicyState = Field(description="Programmed, or why the node programs nothing for it.")
+    frontends: Annotated[int, Field(ge=0)] = 0
+    backends: Annotated[int, Field(ge=0)] = 0
+    message: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class BalancingNodeStatus(ApiModel):
+    last_sync_time: Timestamp | None = Field(default=None, description="When the datapath was last synced.")
+    agent_version: Annotated[str, Field(max_length=64)] | None = None
+    frontends: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Frontends programmed.")
+    backends: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Backend slots in use.")
+    policies: (
+        Annotated[
+            list[PolicyOnNode],
+            Field(
+                max_length=MAX_NODE_POLICIES,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["kind", "name"]},
+            ),
+        ]
+        | None
+    ) = None
+    conditions: Conditions | None = Field(
+        default=None, description="Ready: the datapath holds the desired state (False names what could not be)."
+    )
+
+
+class BalancingNode(KubeObject):
+    """The socket load balancer of one node, as its agent reports it. metadata.name is the node's name."""
+
+    kind_name: ClassVar[str] = "BalancingNode"
+    plural: ClassVar[str] = "balancingnodes"
+    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Cluster"
+    short_names: ClassVar[tuple[str, ...]] = ("bnode",)
+    categories: ClassVar[tuple[str, ...]] = ("balancing",)
+    printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn(name="Ready", json_path='.status.conditions[?(@.type=="Ready")].status', description="Synced"),
+        PrinterColumn(name="Frontends", json_path=".status.frontends", type="integer", description="Frontends"),
+        PrinterColumn(name="Backends", json_path=".status.backends", type="integer", description="Backend slots"),
+        PrinterColumn(name="Synced", json_path=".status.lastSyncTime", type="date", description="Last sync"),
+        PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date"),
+    )
+
+    kind: Literal["BalancingNode"] = "BalancingNode"
+    spec: BalancingNodeSpec = Field(default_factory=BalancingNodeSpec)
+    status: BalancingNodeStatus | None = None
