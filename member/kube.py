@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client.exceptions import ApiException as ApiException  # callers catch it through this module
 from kubernetes.config.config_exception import ConfigException
 
 from member.policies import MANAGED_BY, MANAGED_BY_LABEL
@@ -99,7 +99,7 @@ class Api:
         params = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
                                           header_params=headers, body=body, auth_settings=["BearerToken"])
         response = self.api.call_api(*params, _request_timeout=timeout)
-        data = response.read()
+        data = response.response.data
         if not 200 <= response.status < 300:
             raise ApiException(status=response.status, reason=response.reason, http_resp=response)
         return json.loads(data) if data else None

@@ -153,7 +153,7 @@ def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontend
                     FrontendSpec(
                         ip=ip,
                         port=front_port,
-                        protocol=protocol,  # type: ignore[arg-type]
+                        protocol=protocol,
                         backends=backends,
                         policy=policy_ref(policy),
                         affinity_timeout_seconds=timeout,
