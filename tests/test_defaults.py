@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from datapath.lb import abi
-from datapath.lb.state import MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, Capacity
-from datapath.tunnel import spec as tunnel_spec
+from datapath import tunnel
+from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, Capacity, Tier
 from hub import mesh
 from lab import addressing, kubeapi, kubelet
 
@@ -35,15 +34,15 @@ def test_socket_lb_capacities_and_limits() -> None:
     assert _c_define("BF_LB4_EVENTS_BYTES") == "(4 * 1024 * 1024)"
     assert MAX_BACKENDS_PER_FRONTEND == 16384
     assert MAX_AFFINITY_TIMEOUT_S == 86400  # Kubernetes' own limit for ClientIP affinity
-    assert abi.LAYOUT_VERSION == 1
-    assert [int(tier) for tier in (abi.Tier.LOCAL_REDIRECT, abi.Tier.BALANCING, abi.Tier.SERVICE)] == [0, 1, 2]
+    assert LAYOUT_VERSION == 1
+    assert [int(tier) for tier in (Tier.LOCAL_REDIRECT, Tier.BALANCING, Tier.SERVICE)] == [0, 1, 2]
 
 
 def test_tunnel_defaults() -> None:
-    assert tunnel_spec.DEFAULT_INTERFACE == "bfwg0"
-    assert tunnel_spec.DEFAULT_LISTEN_PORT == 51820
-    assert tunnel_spec.DEFAULT_KEEPALIVE == 25
-    assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel_spec.DEFAULT_KEEPALIVE
+    assert tunnel.DEFAULT_INTERFACE == "bfwg0"
+    assert tunnel.DEFAULT_LISTEN_PORT == 51820
+    assert tunnel.DEFAULT_KEEPALIVE == 25
+    assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel.DEFAULT_KEEPALIVE
 
 
 def test_lab_defaults() -> None:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datapath.errors import DatapathError, KernelError
 from datapath.lb import abi, bpfsys
-from datapath.lb.errors import DatapathError, KernelError
 from datapath.lb.libbpf import BpfObject
 from datapath.lb.maps import LbMaps
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datapath.errors import DatapathError, KernelError
 from datapath.lb import abi
 from datapath.lb.bpfsys import BPF_MAP_TYPE_RINGBUF, Map
-from datapath.lb.errors import DatapathError, KernelError
 
 
 class LbMaps:

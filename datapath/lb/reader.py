@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datapath.errors import DatapathError
 from datapath.lb import abi
-from datapath.lb.errors import DatapathError
 from datapath.lb.libbpf import RingBuffer
 from datapath.lb.maps import LbMaps
 from datapath.lb.writer import BACKEND_SIZE, frontend_key
@@ -158,6 +158,10 @@ class MapReader:
                 resolved_by = tier.label
             entries.append(entry)
         return Explanation(f"{ip}:{port}/{protocol}", entries, resolved_by)
+
+    def counters(self) -> dict[str, int]:
+        """The kernel's counters (summed over CPUs), by name."""
+        return self.maps.read_stats()
 
     def dump(self) -> dict[str, Any]:
         """Everything: frontends by tier, sets, counters, allocators, table sizes."""

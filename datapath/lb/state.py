@@ -25,11 +25,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.errors import StateError
 
 MAX_AFFINITY_TIMEOUT_S = 86400  # Kubernetes' limit for sessionAffinityConfig.clientIP.timeoutSeconds
 MAX_BACKENDS_PER_FRONTEND = 16384
+NODE_PORT_ANY = "0.0.0.0"  # a frontend on this address is a NodePort: it matches every node address
 TIER_FIELDS: dict[str, abi.Tier] = {
     "localRedirect": abi.Tier.LOCAL_REDIRECT,
     "balancing": abi.Tier.BALANCING,

@@ -20,8 +20,8 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.errors import StateError
 from datapath.lb.maps import LbMaps
 from datapath.lb.state import TIER_NAMES, Capacity, DesiredState, FrontendSpec, entry_path, parse_state
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from datapath.build import ensure_object
-from datapath.lb.node import SocketLB, detach
+from datapath.lb.build import ensure_object
+from datapath.lb.facade import SocketLB, detach
 from datapath.lb.state import DesiredState, parse_state
 from lab import host
 from tests.helpers.resources import KernelResources

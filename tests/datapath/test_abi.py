@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from datapath.build import alignchecker_object, ensure_object, source_dir
 from datapath.lb import abi
+from datapath.lb.build import alignchecker_object, ensure_object
+from datapath.paths import bpf_source_dir
 
 
 def btf_types(path: Path) -> dict[int, dict[str, Any]]:
@@ -64,7 +65,7 @@ def test_every_map_in_the_program_object_is_known_with_its_sizes() -> None:
 
 
 def c_defines() -> dict[str, int]:
-    text = (source_dir() / "lib" / "common.h").read_text()
+    text = (bpf_source_dir() / "lib" / "common.h").read_text()
     return {name: int(value) for name, value in re.findall(r"#define (BF_\w+) (\d+)\b", text)}
 
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from datapath.lb import bpfsys
+from datapath.lb.facade import SocketLB, detach
 from datapath.lb.loader import link_pin
-from datapath.lb.node import SocketLB, detach
 from lab import host
 from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, state
 from tests.helpers.resources import KernelResources

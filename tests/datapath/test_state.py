@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from datapath.lb.errors import StateError
+from datapath.errors import StateError
 from datapath.lb.state import Capacity, load_state, parse_state
 
 

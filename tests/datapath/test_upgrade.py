@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from datapath.build import ensure_object
 from datapath.lb import abi
+from datapath.lb.build import ensure_object
+from datapath.lb.facade import SocketLB
 from datapath.lb.loader import attached_links
-from datapath.lb.node import SocketLB
 from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, state
 
 NEW_LAYOUT = "bf_lb4_fe_v2"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.errors import StateError
+from datapath.lb.facade import SocketLB
 from datapath.lb.maps import LbMaps
-from datapath.lb.node import SocketLB
 from datapath.lb.reader import MapReader
 from datapath.lb.state import Capacity, FrontendSpec
 from datapath.lb.writer import MapWriter

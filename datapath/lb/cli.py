@@ -67,15 +67,15 @@ def _cgroup(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from datapath.build import ensure_object
+    from datapath.lb.build import ensure_object
 
     print(ensure_object())
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from datapath.lb.errors import StateError
-    from datapath.lb.node import SocketLB, capacity
+    from datapath.errors import StateError
+    from datapath.lb.facade import SocketLB, capacity
     from datapath.lb.state import load_state
 
     state = load_state(args.state_file, capacity(args.bpffs))  # validate before touching anything
@@ -147,7 +147,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    from datapath.lb.node import detach
+    from datapath.lb.facade import detach
 
     removed = detach(args.bpffs, args.cgroup)
     print(f"{args.bpffs}: removed {', '.join(removed) if removed else 'nothing (nothing was attached)'}")

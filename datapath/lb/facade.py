@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datapath.build import ensure_object
 from datapath.lb import abi, loader
+from datapath.lb.build import ensure_object
 from datapath.lb.maps import LbMaps
 from datapath.lb.state import Capacity, DesiredState, FrontendSpec
 from datapath.lb.writer import ApplyReport, MapWriter
