@@ -53,7 +53,7 @@ def test_apply_explain_dump_detach(topology: Topology, tmp_path: Path) -> None:
     document = json.loads(dumped.stdout)
     assert [entry["frontend"] for entry in document["tiers"]["service"]] == [f"{VIP}:80/TCP"]
     assert document["tiers"]["localRedirect"][0]["qosLimit"] == 10
-    assert document["layout"] == 1 and document["unreferencedSets"] == []
+    assert document["layout"] == 2 and document["unreferencedSets"] == []
 
     assert topology.client("tcp", VIP, "80", "--count", "3")["failures"] == 0
     detached = balancing("detach", *pins, "--cgroup", str(topology.cgroup))

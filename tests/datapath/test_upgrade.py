@@ -14,7 +14,7 @@ from datapath.lb.facade import SocketLB
 from datapath.lb.loader import attached_links
 from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, state
 
-NEW_LAYOUT = "bf_lb4_fe_v2"
+NEW_LAYOUT = "bf_lb4_fe_v3"
 
 
 def test_a_layout_change_swaps_maps_and_programs_under_load_without_a_failed_connect(
@@ -43,7 +43,7 @@ def test_a_layout_change_swaps_maps_and_programs_under_load_without_a_failed_con
     # The programs that read the frontend map are swapped; the reverse-translation ones are unchanged.
     assert upgraded.load_report.updated == ["connect4", "sendmsg4"]
     assert upgraded.load_report.kept == ["recvmsg4", "getpeername4"]
-    assert upgraded.load_report.stale_pins_removed == ["bf_lb4_fe_v1"]
+    assert upgraded.load_report.stale_pins_removed == ["bf_lb4_fe_v2"]
     assert first.added == 1 and first.garbage_sets_deleted == 0, "the old programs' sets are kept"
     assert result["failures"] == 0, result["errors"]
     assert f"{VIP}:80" not in result["answers"] and result["attempts"] >= 200
@@ -52,7 +52,7 @@ def test_a_layout_change_swaps_maps_and_programs_under_load_without_a_failed_con
         hook: link.link_id for hook, link in links_before.items()
     }, "the same links, new programs"
     assert links_after["connect4"].prog_id != links_before["connect4"].prog_id
-    assert not (topology.bpffs / "bf_lb4_fe_v1").exists() and (topology.bpffs / NEW_LAYOUT).exists()
+    assert not (topology.bpffs / "bf_lb4_fe_v2").exists() and (topology.bpffs / NEW_LAYOUT).exists()
 
     second = upgraded.apply(desired)
     assert (second.unchanged, second.garbage_sets_deleted) == (1, 1), "old sets go once the switch is done"
