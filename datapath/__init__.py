@@ -12,10 +12,11 @@ import sys
 from collections.abc import Callable, Mapping
 
 from datapath.errors import DatapathError, KernelError, StateError
-from datapath.paths import bpf_source_dir, cache_root, node_index_dir
+from datapath.paths import DEFAULT_NODE_INDEX_DIR, bpf_source_dir, cache_root, node_index_dir
 from datapath.process import process_start_time, stop_process
 
 __all__ = [
+    "DEFAULT_NODE_INDEX_DIR",
     "DatapathError",
     "KernelError",
     "StateError",

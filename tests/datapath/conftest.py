@@ -20,9 +20,7 @@ from typing import Any
 
 import pytest
 
-from datapath.lb.build import ensure_object
-from datapath.lb.facade import SocketLB, detach
-from datapath.lb.state import DesiredState, parse_state
+from datapath.lb import DesiredState, SocketLB, detach, ensure_object, parse_state
 from lab import host
 from tests.helpers.resources import KernelResources
 
@@ -52,9 +50,9 @@ def _split(value: str) -> tuple[str, int]:
     return ip, int(port)
 
 
-def state(**tiers: list[dict[str, Any]]) -> DesiredState:
-    """state(service=[frontend(...)], localRedirect=[...], balancing=[...])"""
-    return parse_state({"tiers": tiers})
+def state(node_addresses: Sequence[str] = (), **tiers: list[dict[str, Any]]) -> DesiredState:
+    """state(service=[frontend(...)], localRedirect=[...], balancing=[...], node_addresses=[...])"""
+    return parse_state({"tiers": tiers, "nodeAddresses": list(node_addresses)})
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +80,16 @@ class Topology:
     def client(self, *args: str, timeout: float = 60) -> dict[str, Any]:
         """Run the probe client in the client netns, inside the test cgroup."""
         return self._probe(args, self.cgroup, timeout)
+
+    def client_in(self, cgroup: Path, *args: str, timeout: float = 60) -> dict[str, Any]:
+        """Run the probe client in the client netns, inside `cgroup` (a descendant of the test cgroup)."""
+        return self._probe(args, cgroup, timeout)
+
+    def child_cgroup(self, *names: str) -> Path:
+        """A cgroup below the test cgroup (a pod's, say); removed with the test cgroup."""
+        path = self.cgroup.joinpath(*names)
+        path.mkdir(parents=True)
+        return path
 
     def outside(self, *args: str, timeout: float = 60) -> dict[str, Any]:
         """Run the probe client in the client netns, outside the test cgroup."""
