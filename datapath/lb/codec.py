@@ -175,6 +175,32 @@ def decode_slot_keys(raw: bytes) -> list[int]:
     return memoryview(raw).cast("I").tolist()
 
 
+def decode_sets(keys: bytes, values: bytes, count: int, value_size: int) -> dict[int, dict[int, bytes]]:
+    """A whole backend map read back (concatenated keys and values): set id -> index -> backend."""
+    sets: dict[int, dict[int, bytes]] = {}
+    ids = decode_slot_keys(keys)
+    for i in range(count):
+        slots = sets.get(ids[2 * i])
+        if slots is None:
+            slots = sets[ids[2 * i]] = {}
+        slots[ids[2 * i + 1]] = values[i * value_size : i * value_size + BACKEND_SIZE]
+    return sets
+
+
+def decode_members(keys: bytes, count: int) -> dict[int, set[bytes]]:
+    """A whole membership map read back (concatenated keys): frontend id -> its backends."""
+    members: dict[int, set[bytes]] = {}
+    size = MEMBER_KEY.size
+    for i in range(count):
+        key = keys[i * size : (i + 1) * size]
+        frontend_id = _unpack_u32(key)[0]
+        found = members.get(frontend_id)
+        if found is None:
+            found = members[frontend_id] = set()
+        found.add(key[4:])
+    return members
+
+
 def member_keys(frontend_id: int, backends: Iterable[bytes]) -> bytes:
     """Membership keys (frontend id, backend) for backend values, concatenated."""
     prefix = U32.pack(frontend_id)

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from itertools import compress, count
 from operator import is_not, ne
+from types import MappingProxyType
 
 from datapath.errors import StateError
 from datapath.lb import abi
 from datapath.lb.codec import (
     BACKEND_SIZE,
+    MEMBER_KEY,
     FrontendRef,
     FrontendValue,
     encode_backends,
@@ -36,8 +38,9 @@ from datapath.lb.codec import (
     slot_keys,
     split_backends,
 )
-from datapath.lb.state import Capacity, DesiredState, FrontendSpec, _frontend_problems, entry_path
+from datapath.lb.state import Capacity, DesiredState, FrontendSpec, entry_path
 
+NO_SKIPS: Mapping[int, int] = MappingProxyType({})
 CgroupLevels = Callable[[int], int]  # cgroup id -> its level in the hierarchy, LEVEL_UNKNOWN when gone
 
 
@@ -56,7 +59,7 @@ class KernelFrontend:
     qos_limit: int
     backends: bytes  # the set's backend values in index order, BACKEND_SIZE bytes each
     flags: int = 0
-    skips: Mapping[int, int] = field(default_factory=dict)  # skipped cgroup id -> its level
+    skips: Mapping[int, int] = field(default_factory=lambda: NO_SKIPS)  # skipped cgroup id -> its level
     slots: int = -1  # slot entries of the set in the kernel (-1: exactly the backends)
     members: frozenset[bytes] | None = None  # membership entries found, when not exactly the backends
     spec: FrontendSpec | None = None  # the spec this entry was written from (None: adopted)
@@ -166,11 +169,11 @@ class WritePlan:
     nodes_added: list[str] = field(default_factory=list)
     slot_keys: list[bytes] = field(default_factory=list)
     slot_values: list[bytes] = field(default_factory=list)
-    members_added: list[bytes] = field(default_factory=list)
+    members_added: list[bytes] = field(default_factory=list)  # runs of concatenated member keys
     skips_added: list[tuple[bytes, int]] = field(default_factory=list)  # (key, level)
     writes: list[FrontendWrite] = field(default_factory=list)  # each frontend switches in one update
     removed: dict[FrontendRef, KernelFrontend] = field(default_factory=dict)
-    members_removed: list[bytes] = field(default_factory=list)  # after the switch
+    members_removed: list[bytes] = field(default_factory=list)  # after the switch; runs of keys
     skips_removed: list[bytes] = field(default_factory=list)
     respecified: list[tuple[FrontendRef, FrontendSpec]] = field(default_factory=list)  # equal, new object
     unused_policies: set[int] = field(default_factory=set)  # the view's grace set after this plan
@@ -220,11 +223,11 @@ class WritePlan:
             + len(self.nodes_removed)
             + len(self.nodes_added)
             + self.slots_written
-            + len(self.members_added)
+            + _keys(self.members_added)
             + len(self.skips_added)
             + len(self.writes)
             + len(self.removed)
-            + len(self.members_removed)
+            + _keys(self.members_removed)
             + len(self.skips_removed)
             + len(self.qos_removed)
         )
@@ -258,6 +261,12 @@ class _Planner:
         known = self.view.policy_ids.get(name) or self.new_policy_ids.get(name)
         if known:
             return known
+        size = len(name.encode())
+        if size >= abi.POLICY_NAME_LEN:  # parse_state refuses it; a state built in Python may not have been
+            raise StateError(
+                f"invalid desired state: policy: {size} bytes of UTF-8, more than the {abi.POLICY_NAME_LEN - 1} "
+                "a name can hold"
+            )
         self.new_policy_ids[name] = self.next_policy_id
         self.next_policy_id += 1
         return self.new_policy_ids[name]
@@ -280,7 +289,9 @@ class _Planner:
             spec.affinity_timeout_seconds,
             spec.qos_limit,
             abi.FrontendFlag.REJECT_WHEN_EMPTY if spec.reject_when_empty else 0,
-            {cgroup_id: self.level_of(cgroup_id) for cgroup_id in spec.skip_cgroups},
+            {cgroup_id: self.level_of(cgroup_id) for cgroup_id in spec.skip_cgroups}
+            if spec.skip_cgroups
+            else NO_SKIPS,
         )
         if old is None:
             change, frontend_id, set_id = Change.ADDED, self.next_frontend_id, self._new_set(blob)
@@ -299,11 +310,13 @@ class _Planner:
             plan.slot_keys.append(slot_keys(set_id, new.count))
             plan.slot_values.append(blob)
             self.slots_added += new.count
-        new_members = set(split_backends(blob))
-        old_members = old.member_set() if old is not None else set()
-        if new_members != old_members:
-            plan.members_added.append(member_keys(frontend_id, new_members - old_members))
-            plan.members_removed.append(member_keys(frontend_id, old_members - new_members))
+        if old is None:
+            plan.members_added.append(member_keys(frontend_id, split_backends(blob)))
+        else:
+            new_members, old_members = set(split_backends(blob)), old.member_set()
+            if new_members != old_members:
+                plan.members_added.append(member_keys(frontend_id, new_members - old_members))
+                plan.members_removed.append(member_keys(frontend_id, old_members - new_members))
         old_skips = old.skips if old is not None else {}
         plan.skips_added.extend(
             (skip_key(frontend_id, cgroup_id), level)
@@ -326,9 +339,6 @@ class _Planner:
             if vars(old.spec) == vars(spec):  # see positional()
                 self.plan.respecified.append((ref, spec))
                 return ref
-        problems = _frontend_problems(tier, index, spec)
-        if problems:
-            raise StateError("invalid desired state: " + "; ".join(problems))
         self.frontend(ref, spec, old)
         return ref
 
@@ -379,8 +389,6 @@ class _Planner:
     def finish(self, full: bool) -> WritePlan:
         """Policy names, allocators and capacity; refuse (StateError) what the maps cannot hold."""
         view, plan = self.view, self.plan
-        plan.members_added = _flatten(plan.members_added)
-        plan.members_removed = _flatten(plan.members_removed)
         plan.policies_added = {policy_id: name for name, policy_id in self.new_policy_ids.items()}
         users = {
             policy_id: view.policy_users.get(policy_id, 0) + delta for policy_id, delta in self.user_changes.items()
@@ -415,11 +423,9 @@ class _Planner:
             )
 
 
-def _flatten(parts: list[bytes]) -> list[bytes]:
-    """Concatenated key chunks -> one key per element (all member keys have one size)."""
-    size = 4 + BACKEND_SIZE
-    joined = b"".join(parts)
-    return [joined[i : i + size] for i in range(0, len(joined), size)]
+def _keys(runs: list[bytes]) -> int:
+    """Member keys in runs of concatenated keys."""
+    return sum(len(run) for run in runs) // MEMBER_KEY.size
 
 
 def plan_apply(view: KernelView, state: DesiredState, level_of: CgroupLevels = unknown_levels) -> WritePlan:

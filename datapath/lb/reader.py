@@ -15,7 +15,6 @@ from datapath.errors import DatapathError
 from datapath.lb import abi
 from datapath.lb.cgroups import cgroup_ancestors
 from datapath.lb.codec import (
-    BACKEND_SIZE,
     FrontendRef,
     FrontendValue,
     backend_label,
@@ -26,8 +25,8 @@ from datapath.lb.codec import (
     decode_frontend_key,
     decode_policy_name,
     decode_qos,
+    decode_sets,
     decode_skip_key,
-    decode_slot_key,
     encode_address,
     encode_frontend_key,
     endpoint_label,
@@ -218,11 +217,8 @@ class MapReader:
         return [(decode_frontend_key(key), decode_frontend(value)) for key, value in self.maps.frontends.items()]
 
     def _all_sets(self) -> dict[int, dict[int, bytes]]:
-        sets: dict[int, dict[int, bytes]] = {}
-        for key, value in self.maps.backends.items():
-            set_id, index = decode_slot_key(key)
-            sets.setdefault(set_id, {})[index] = value[:BACKEND_SIZE]
-        return sets
+        keys, values, count = self.maps.backends.read_all()
+        return decode_sets(keys, values, count, self.maps.backends.value_size)
 
     def _all_skips(self) -> dict[int, list[int]]:
         skips: dict[int, list[int]] = {}

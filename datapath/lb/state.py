@@ -232,6 +232,17 @@ def _first_duplicate(values: tuple[Any, ...]) -> int | None:
     return None
 
 
+def _may_have_problems(frontend: FrontendSpec) -> bool:
+    """A quick look that clears almost every frontend; _frontend_problems says what is wrong."""
+    backends = frontend.backends
+    return (
+        len(backends) > MAX_BACKENDS_PER_FRONTEND
+        or len(set(backends)) != len(backends)
+        or len(frontend.policy) * 4 >= abi.POLICY_NAME_LEN  # up to 4 bytes of UTF-8 a character
+        or len(set(frontend.skip_cgroups)) != len(frontend.skip_cgroups)
+    )
+
+
 def _frontend_problems(tier: abi.Tier, index: int, frontend: FrontendSpec) -> list[str]:
     where = f"{entry_path(tier, index)} {frontend.label}"
     problems: list[str] = []
@@ -287,7 +298,7 @@ def parse_state(raw: object, capacity: Capacity = Capacity()) -> DesiredState:
             seen[key] = index
         backends += len(frontend.backends)
         skips += len(frontend.skip_cgroups)
-        if frontend.backends or frontend.policy or frontend.skip_cgroups:
+        if _may_have_problems(frontend):
             problems.extend(_frontend_problems(tier, index, frontend))
         if frontend.policy:
             policies.add(frontend.policy)

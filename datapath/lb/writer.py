@@ -17,10 +17,10 @@ from datapath.lb.codec import (
     decode_address,
     decode_frontend,
     decode_frontend_key,
-    decode_member_key,
+    decode_members,
     decode_policy_name,
+    decode_sets,
     decode_skip_key,
-    decode_slot_keys,
     decode_u32,
     encode_address,
     encode_frontend,
@@ -87,16 +87,10 @@ def read_view(maps: LbMaps, hold_garbage: bool = False) -> KernelView:
 
     A set missing a slot, or membership or skip entries that do not match their frontend, make the
     entry inconsistent: it never equals a desired frontend, so the next plan rewrites it."""
-    sets: dict[int, dict[int, bytes]] = {}
     keys, values, count = maps.backends.read_all()
-    ids = decode_slot_keys(keys)
-    width = maps.backends.value_size
-    for i in range(count):
-        sets.setdefault(ids[2 * i], {})[ids[2 * i + 1]] = values[i * width : i * width + BACKEND_SIZE]
-    members: dict[int, set[bytes]] = {}
-    for key, _value in maps.members.items():
-        frontend_id, backend = decode_member_key(key)
-        members.setdefault(frontend_id, set()).add(backend)
+    sets = decode_sets(keys, values, count, maps.backends.value_size)
+    keys, _values, count = maps.members.read_all()
+    members = decode_members(keys, count)
     skips: dict[int, dict[int, int]] = {}
     for key, value in maps.skips.items():
         frontend_id, cgroup_id = decode_skip_key(key)
@@ -105,8 +99,8 @@ def read_view(maps: LbMaps, hold_garbage: bool = False) -> KernelView:
     for key, raw in maps.frontends.items():
         entry = decode_frontend(raw)
         slots = sets.get(entry.set_id, {})
-        if len(slots) == entry.set_size and all(i in slots for i in range(entry.set_size)):
-            blob, slot_count = b"".join(slots[i] for i in range(entry.set_size)), -1
+        if len(slots) == entry.set_size and (not slots or max(slots) == entry.set_size - 1):  # exactly 0..n-1
+            blob, slot_count = b"".join([slots[i] for i in range(entry.set_size)]), -1
         else:  # a torn set (crash mid-write): never equal to anything, so it gets replaced
             blob, slot_count = b"\xff" * BACKEND_SIZE, max(slots, default=-1) + 1
         found = members.get(entry.frontend_id, set())
@@ -160,7 +154,8 @@ def execute(maps: LbMaps, plan: WritePlan) -> None:
     maps.nodes.delete_batch(b"".join(encode_address(ip) for ip in plan.nodes_removed))
     maps.nodes.update_batch(b"".join(encode_address(ip) for ip in plan.nodes_added), b"\1" * len(plan.nodes_added))
     maps.backends.update_batch(b"".join(plan.slot_keys), b"".join(plan.slot_values))
-    maps.members.update_batch(b"".join(plan.members_added), b"\1" * len(plan.members_added))
+    members = b"".join(plan.members_added)
+    maps.members.update_batch(members, b"\1" * (len(members) // maps.members.key_size))
     maps.skips.update_batch(
         b"".join(key for key, _level in plan.skips_added), bytes(level for _key, level in plan.skips_added)
     )

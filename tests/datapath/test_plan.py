@@ -9,7 +9,7 @@ import pytest
 
 from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.codec import backend_label, decode_member_key, decode_skip_key, decode_slot_keys, ref_label
+from datapath.lb.codec import MEMBER_KEY, backend_label, decode_member_key, decode_skip_key, decode_slot_keys, ref_label
 from datapath.lb.plan import KernelFrontend, KernelView, WritePlan, commit, plan_apply, plan_remove, plan_upsert
 from datapath.lb.state import Capacity, DesiredState, FrontendSpec, parse_state
 
@@ -44,8 +44,10 @@ def applied(*documents: dict[str, Any], capacity: Capacity | None = None) -> Ker
     return view
 
 
-def members(keys: list[bytes]) -> list[str]:
-    return sorted(f"{decode_member_key(key)[0]}:{backend_label(decode_member_key(key)[1])}" for key in keys)
+def members(runs: list[bytes]) -> list[str]:
+    joined, size = b"".join(runs), MEMBER_KEY.size
+    keys = [decode_member_key(joined[i : i + size]) for i in range(0, len(joined), size)]
+    return sorted(f"{frontend_id}:{backend_label(backend)}" for frontend_id, backend in keys)
 
 
 def writes(plan: WritePlan) -> dict[str, Any]:

@@ -3,24 +3,19 @@ processes, refusals that change nothing (counters included), and a `--watch` tha
 
 from __future__ import annotations
 
-import select
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from datapath.lb import DesiredState, SocketLB, StateError, ensure_object, parse_state
 from datapath.lb.codec import decode_policy_name
 from datapath.lb.maps import LbMaps
-from tests.datapath.conftest import BACKENDS, VIP, Topology, close_and_detach, frontend, state
+from tests.datapath.conftest import BACKENDS, VIP, Topology, close_and_detach, frontend, next_line, state
 from tests.helpers.resources import KernelResources
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL_POLICY_MAP = 64  # a state may name half: 32
 
 
@@ -87,51 +82,13 @@ def test_a_refused_apply_writes_nothing_and_advances_no_counter(small: tuple[Pat
         assert lb.apply(named([f"a/{i}" for i in range(20)])).elements_written == 0
 
 
-def start_watch(topology: Topology, state_file: Path) -> subprocess.Popen[str]:
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "balancing",
-            "datapath",
-            "apply",
-            "--watch",
-            "--interval",
-            "0.05",
-            "--bpffs",
-            str(topology.bpffs),
-            "--cgroup",
-            str(topology.cgroup),
-            str(state_file),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def stop() -> None:
-        if owner.poll() is None:
-            owner.kill()
-        owner.wait(timeout=10)
-
-    topology.kernel.registry.add(f"watcher {owner.pid}", stop)
-    return owner
-
-
-def next_line(stream: IO[str], timeout: float = 15) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    assert ready, "nothing printed in time"
-    return stream.readline()
-
-
 def test_watch_keeps_the_state_through_bad_and_truncated_files_and_applies_the_next_good_one(
     topology: Topology, tmp_path: Path
 ) -> None:
     state_file = tmp_path / "node.yaml"
     good = "tiers:\n  service:\n    - {ip: %s, port: 80, protocol: TCP, backends: [{ip: %s, port: 8080}]}\n"
     state_file.write_text(good % (VIP, BACKENDS[0]))
-    owner = start_watch(topology, state_file)
+    owner = topology.watch(state_file, interval=0.05)
     assert owner.stdout is not None and owner.stderr is not None
     assert "1 added" in next_line(owner.stdout)
     before = snapshot(topology.bpffs)
