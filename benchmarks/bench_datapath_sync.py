@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import types
@@ -36,6 +34,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from benchmarks.baseline import export_tree
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -151,15 +151,6 @@ def measure(services: int, backends: int) -> dict[str, float]:
     return seconds
 
 
-def export(revision: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True, check=True).stdout
-    tree = into / revision.replace("/", "_")
-    tree.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as bundle:
-        bundle.extractall(tree, filter="data")
-    return tree
-
-
 def child(tree: Path, services: int, backends: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
@@ -186,7 +177,7 @@ def main() -> None:
 
     samples: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     with tempfile.TemporaryDirectory() as scratch:
-        trees = {"before": export(args.baseline, Path(scratch)), "after": REPO}
+        trees = {"before": export_tree(REPO, args.baseline, Path(scratch)), "after": REPO}
         for _ in range(args.rounds):
             for label, tree in trees.items():
                 for step, value in child(tree, args.services, args.backends).items():
