@@ -4,7 +4,7 @@ against a baseline revision, in one run.
 The namespaces, backends and C client are those of bench_datapath_connect. Each round loads the
 baseline's datapath (its own `balancing datapath apply`, from `git archive REV`) with N services, and
 then this tree's with the same N services plus N NodePort services (0.0.0.0 frontends on ports
-20000+) and 500 node addresses, of which the client's own address is one; the two alternate so the
+20000+, 3 backends each) and 500 node addresses, of which the client's own address is one; the two alternate so the
 load on the machine falls on both alike. In each, `direct` connects to the measured service's 10
 backends in turn and `VIP` to the service; with this tree, `NodePort` connects to the client's own
 address on the measured service's node port. The connect4 program's own cost comes from bpf_stats.
@@ -48,7 +48,17 @@ def document(services: int, node_ports: bool) -> dict[str, Any]:
     ]
     if not node_ports:
         return {"tiers": {"service": service}}
-    wildcards = [{**entry, "ip": NODE_PORT_ANY, "port": NODE_PORT_BASE + i} for i, entry in enumerate(service)]
+    # Each frontend has a backend set of its own: 3 backends per NodePort (10 for the measured one)
+    # keep 10,000 + 10,000 frontends within the 131,072 backends a state may hold.
+    wildcards = [
+        {
+            **entry,
+            "ip": NODE_PORT_ANY,
+            "port": NODE_PORT_BASE + i,
+            "backends": entry["backends"][: 10 if i == measured else 3],
+        }
+        for i, entry in enumerate(service)
+    ]
     nodes = [CLIENT_NODE_IP, *(f"172.31.{i // 256}.{i % 256}" for i in range(1, 500))]
     return {"nodeAddresses": nodes, "tiers": {"service": service + wildcards}}
 
@@ -61,7 +71,9 @@ def load(bench: Bench, tree: Path, state: dict[str, Any], scratch: Path) -> None
     for verb in (["detach"], ["apply", str(state_file)]):
         command = [sys.executable, "-m", "balancing", "datapath", verb[0], "--bpffs", str(bench.bpffs),
                    "--cgroup", str(bench.cgroup), *verb[1:]]  # fmt: skip
-        subprocess.run(command, cwd=tree, env=env, check=True, capture_output=True, timeout=600)
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} in {tree} failed: {done.stderr.strip()}")
 
 
 def main() -> None:

@@ -177,27 +177,29 @@ def decode_slot_keys(raw: bytes) -> list[int]:
 
 def decode_sets(keys: bytes, values: bytes, count: int, value_size: int) -> dict[int, dict[int, bytes]]:
     """A whole backend map read back (concatenated keys and values): set id -> index -> backend."""
+    words = memoryview(keys).cast("I")
+    set_ids, indexes = words[0 : 2 * count : 2].tolist(), words[1 : 2 * count : 2].tolist()
+    backends = [values[offset : offset + BACKEND_SIZE] for offset in range(0, count * value_size, value_size)]
     sets: dict[int, dict[int, bytes]] = {}
-    ids = decode_slot_keys(keys)
-    for i in range(count):
-        slots = sets.get(ids[2 * i])
+    for set_id, index, backend in zip(set_ids, indexes, backends, strict=True):
+        slots = sets.get(set_id)
         if slots is None:
-            slots = sets[ids[2 * i]] = {}
-        slots[ids[2 * i + 1]] = values[i * value_size : i * value_size + BACKEND_SIZE]
+            slots = sets[set_id] = {}
+        slots[index] = backend
     return sets
 
 
 def decode_members(keys: bytes, count: int) -> dict[int, set[bytes]]:
     """A whole membership map read back (concatenated keys): frontend id -> its backends."""
-    members: dict[int, set[bytes]] = {}
     size = MEMBER_KEY.size
-    for i in range(count):
-        key = keys[i * size : (i + 1) * size]
-        frontend_id = _unpack_u32(key)[0]
+    frontend_ids = memoryview(keys).cast("I")[0 : count * size // 4 : size // 4].tolist()
+    backends = [keys[offset : offset + BACKEND_SIZE] for offset in range(4, count * size, size)]
+    members: dict[int, set[bytes]] = {}
+    for frontend_id, backend in zip(frontend_ids, backends, strict=True):
         found = members.get(frontend_id)
         if found is None:
             found = members[frontend_id] = set()
-        found.add(key[4:])
+        found.add(backend)
     return members
 
 

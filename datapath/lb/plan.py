@@ -317,13 +317,16 @@ class _Planner:
             if new_members != old_members:
                 plan.members_added.append(member_keys(frontend_id, new_members - old_members))
                 plan.members_removed.append(member_keys(frontend_id, old_members - new_members))
-        old_skips = old.skips if old is not None else {}
-        plan.skips_added.extend(
-            (skip_key(frontend_id, cgroup_id), level)
-            for cgroup_id, level in skips.items()
-            if old_skips.get(cgroup_id) != level
-        )
-        plan.skips_removed.extend(skip_key(frontend_id, cgroup_id) for cgroup_id in old_skips if cgroup_id not in skips)
+        old_skips = old.skips if old is not None else NO_SKIPS
+        if skips or old_skips:
+            plan.skips_added.extend(
+                (skip_key(frontend_id, cgroup_id), level)
+                for cgroup_id, level in skips.items()
+                if old_skips.get(cgroup_id) != level
+            )
+            plan.skips_removed.extend(
+                skip_key(frontend_id, cgroup_id) for cgroup_id in old_skips if cgroup_id not in skips
+            )
         self._use(policy_id, 1)
         if old is not None:
             self._use(old.policy_id, -1)

@@ -97,10 +97,9 @@ class Tiers(BaseModel):
     service: tuple[FrontendSpec, ...] = ()
 
 
+# Tier -> its field of Tiers, found through the field's document name (abi's tier label).
 TIER_FIELDS: dict[abi.Tier, str] = {
-    abi.Tier.LOCAL_REDIRECT: "local_redirect",
-    abi.Tier.BALANCING: "balancing",
-    abi.Tier.SERVICE: "service",
+    tier: name for tier in abi.Tier for name, info in Tiers.model_fields.items() if (info.alias or name) == tier.label
 }
 
 

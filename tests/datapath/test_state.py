@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from datapath.errors import StateError
-from datapath.lb.state import Capacity, DesiredState, load_state, parse_state
+from datapath.lb import abi
+from datapath.lb.state import TIER_FIELDS, Capacity, DesiredState, load_state, parse_state
 
 
 def doc(*service: dict[str, Any], **tiers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,3 +150,8 @@ def test_a_deep_json_file_is_refused_in_one_line(tmp_path: Path) -> None:
     path.write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(StateError, match="nested too deeply to read"):
         load_state(path)
+
+
+def test_each_tier_has_its_field_and_its_document_name_from_abi() -> None:
+    assert [TIER_FIELDS[tier] for tier in abi.Tier] == ["local_redirect", "balancing", "service"]
+    assert [tier.label for tier in abi.Tier] == ["localRedirect", "balancing", "service"]
