@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.errors import StateError
+from datapath.lb.facade import SocketLB
 from datapath.lb.maps import LbMaps
-from datapath.lb.node import SocketLB
 from datapath.lb.reader import MapReader
 from datapath.lb.state import Capacity, FrontendSpec
 from datapath.lb.writer import MapWriter
@@ -153,7 +153,7 @@ def test_upsert_refuses_what_the_maps_cannot_hold_and_writes_nothing(pins: tuple
     lb, bpffs = pins
     lb.apply(state(service=services(2)))
     assert lb.writer is not None
-    lb.writer.capacity = Capacity(frontends=3, slots=20, policies=4)  # as if the maps were that small
+    lb.writer.view.capacity = Capacity(frontends=3, slots=20, policies=4)  # as if the maps were that small
     too_many = FrontendSpec.model_validate(frontend("10.96.0.1", 80, [f"10.3.0.{i}" for i in range(1, 9)]))
     before = identities(bpffs)
 
