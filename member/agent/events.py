@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datapath.cgroups import PodCgroups
+from member.agent.pods import PodCgroups
 
 from datapath.lb import EventStream, MapReader, ResolutionEvent
 from member.agent.cache import ClusterCache

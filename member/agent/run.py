@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from datapath.cgroups import PodCgroups
+from member.agent.pods import PodCgroups
 
 from datapath.lb import SocketLB, Tier
 from member import kube

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from datapath.lb import NODE_PORT_ANY, BackendSpec, FrontendSpec, Tier
+from datapath.lb import MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, BackendSpec, FrontendSpec, Tier
 
 Obj = Mapping[str, Any]
 
@@ -20,7 +20,6 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 DEFAULT_AFFINITY_TIMEOUT_S = 10800  # Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds
 PROXIED_PROTOCOLS = ("TCP", "UDP")
-MAX_BACKENDS_PER_FRONTEND = 16384
 
 
 @dataclass(frozen=True)
