@@ -37,7 +37,7 @@ NODE_PORT_BASE = 20000
 
 def document(services: int, node_ports: bool) -> dict[str, Any]:
     measured = services // 2
-    service = [
+    service: list[dict[str, Any]] = [
         {
             "ip": vip(i),
             "port": 80,

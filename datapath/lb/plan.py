@@ -165,6 +165,11 @@ class WritePlan:
     allocators: tuple[int, int, int] | None = None  # reserved before anything uses the ids
     policies_retired: list[int] = field(default_factory=list)  # before new names: makes room
     policies_added: dict[int, str] = field(default_factory=dict)
+    # When old and new names cannot all be in the map at once (upserts filled it past half), names
+    # that go unused are retired after the frontends switch, without their grace, and the new names
+    # are written after that: events of that instant decode as policy#ID.
+    names_late: bool = False
+    policies_retired_late: list[int] = field(default_factory=list)
     nodes_removed: list[str] = field(default_factory=list)
     nodes_added: list[str] = field(default_factory=list)
     slot_keys: list[bytes] = field(default_factory=list)
@@ -219,6 +224,7 @@ class WritePlan:
             + len(self.stray_skips)
             + (self.allocators is not None)
             + len(self.policies_retired)
+            + len(self.policies_retired_late)
             + len(self.policies_added)
             + len(self.nodes_removed)
             + len(self.nodes_added)
@@ -406,10 +412,10 @@ class _Planner:
         allocators = (self.next_frontend_id, self.next_set_id, self.next_policy_id)
         if allocators != (view.next_frontend_id, view.next_set_id, view.next_policy_id):
             plan.allocators = allocators
-        self._check_capacity()
+        self._check_capacity(full)
         return plan
 
-    def _check_capacity(self) -> None:
+    def _check_capacity(self, full: bool) -> None:
         view, plan, capacity = self.view, self.plan, self.view.capacity
         frontends = len(view.frontends) + plan.added - len(plan.removed)
         if frontends > capacity.frontends:
@@ -419,6 +425,10 @@ class _Planner:
         if slots > capacity.slots:
             raise StateError(f"{slots} backend slots would be more than the backend map holds ({capacity.slots})")
         names = len(view.policy_names) - len(plan.policies_retired) + len(plan.policies_added)
+        if names > capacity.policies and full:  # room only once the frontends no longer use the old names
+            plan.names_late, plan.policies_retired_late = True, sorted(plan.unused_policies)
+            plan.unused_policies = set()
+            names -= len(plan.policies_retired_late)
         if names > capacity.policies:
             raise StateError(
                 f"{names} policy names would be more than the policy map holds ({capacity.policies}); "
@@ -495,7 +505,7 @@ def commit(view: KernelView, plan: WritePlan) -> None:
     view.hold_garbage = False
     if plan.allocators is not None:
         view.next_frontend_id, view.next_set_id, view.next_policy_id = plan.allocators
-    for policy_id in plan.policies_retired:
+    for policy_id in [*plan.policies_retired, *plan.policies_retired_late]:
         view.policy_ids.pop(view.policy_names.pop(policy_id), None)
     for policy_id, name in plan.policies_added.items():
         view.policy_names[policy_id] = name

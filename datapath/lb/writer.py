@@ -65,7 +65,7 @@ class ApplyReport:
             garbage_sets_deleted=len(plan.garbage_sets),
             nodes_added=len(plan.nodes_added),
             nodes_removed=len(plan.nodes_removed),
-            policies_retired=len(plan.policies_retired),
+            policies_retired=len(plan.policies_retired) + len(plan.policies_retired_late),
             seconds=seconds,
         )
 
@@ -147,10 +147,8 @@ def execute(maps: LbMaps, plan: WritePlan) -> None:
     if plan.allocators is not None:
         maps.write_meta(*plan.allocators)
     maps.policies.delete_batch(b"".join(u32(policy_id) for policy_id in plan.policies_retired))
-    maps.policies.update_batch(
-        b"".join(u32(policy_id) for policy_id in plan.policies_added),
-        b"".join(encode_policy_name(name) for name in plan.policies_added.values()),
-    )
+    if not plan.names_late:
+        _write_names(maps, plan)
     maps.nodes.delete_batch(b"".join(encode_address(ip) for ip in plan.nodes_removed))
     maps.nodes.update_batch(b"".join(encode_address(ip) for ip in plan.nodes_added), b"\1" * len(plan.nodes_added))
     maps.backends.update_batch(b"".join(plan.slot_keys), b"".join(plan.slot_values))
@@ -167,6 +165,16 @@ def execute(maps: LbMaps, plan: WritePlan) -> None:
     maps.members.delete_batch(b"".join(plan.members_removed))
     maps.skips.delete_batch(b"".join(plan.skips_removed))
     maps.qos.delete_batch(b"".join(u32(frontend_id) for frontend_id in plan.qos_removed))
+    if plan.names_late:
+        maps.policies.delete_batch(b"".join(u32(policy_id) for policy_id in plan.policies_retired_late))
+        _write_names(maps, plan)
+
+
+def _write_names(maps: LbMaps, plan: WritePlan) -> None:
+    maps.policies.update_batch(
+        b"".join(u32(policy_id) for policy_id in plan.policies_added),
+        b"".join(encode_policy_name(name) for name in plan.policies_added.values()),
+    )
 
 
 class MapWriter:
@@ -208,6 +216,10 @@ class MapWriter:
 
     def _run(self, plan: WritePlan, started: float) -> ApplyReport:
         if not plan.empty:
-            execute(self.maps, plan)
+            try:
+                execute(self.maps, plan)
+            except BaseException:  # a write failed half-way: what the kernel holds is what counts now
+                self.reread()
+                raise
         commit(self.view, plan)
         return ApplyReport.of(plan, time.perf_counter() - started)

@@ -298,3 +298,20 @@ def test_garbage_is_held_once_while_a_layout_upgrade_is_under_way() -> None:
     collected = plan_apply(view, parse_state(doc(fe(VIP, B2))))
 
     assert (held.garbage_sets, collected.garbage_sets) == ({}, {1: 1})
+
+
+def test_names_that_cannot_all_fit_at_once_switch_first_and_are_written_after() -> None:
+    """Upserts filled a 8-name map; a full apply naming 3 new names makes room by retiring the old
+    ones as soon as the frontends no longer use them, then writes the new ones."""
+    view = applied(doc(*(fe(f"10.96.0.{i}", policy=f"old{i}") for i in range(1, 5))), capacity=Capacity(policies=8))
+    for i in range(5, 9):
+        commit(
+            view, plan_upsert(view, abi.Tier.SERVICE, FrontendSpec.model_validate(fe(f"10.96.0.{i}", policy=f"up{i}")))
+        )
+    assert len(view.policy_names) == 8
+
+    plan = plan_apply(view, parse_state(doc(*(fe(f"10.96.0.{i}", policy=f"new{i}") for i in range(1, 4)))))
+
+    assert plan.names_late and len(plan.policies_retired_late) == 8 and len(plan.policies_added) == 3
+    commit(view, plan)
+    assert sorted(view.policy_names.values()) == ["new1", "new2", "new3"]

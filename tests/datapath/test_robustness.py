@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datapath.lb import DesiredState, SocketLB, StateError, ensure_object, parse_state
+from datapath.lb import DesiredState, FrontendSpec, SocketLB, StateError, Tier, ensure_object, parse_state
 from datapath.lb.codec import decode_policy_name
 from datapath.lb.maps import LbMaps
 from tests.datapath.conftest import BACKENDS, VIP, Topology, close_and_detach, frontend, next_line, state
@@ -108,3 +108,17 @@ def test_watch_keeps_the_state_through_bad_and_truncated_files_and_applies_the_n
     assert topology.client("tcp", VIP, "80", "--count", "2")["answers"] == {f"{BACKENDS[1]}:8080": 2}
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(timeout=10) == 0
+
+
+def test_a_full_apply_fits_new_names_even_after_upserts_filled_the_map(small: tuple[Path, Path, Path]) -> None:
+    cgroup, bpffs, built = small
+    with SocketLB(bpffs, cgroup, built) as lb:
+        lb.apply(named([f"a/{i}" for i in range(32)]))
+        for i in range(32):  # 32 more names by upsert: the 64-name map is full
+            lb.upsert(Tier.SERVICE, FrontendSpec.model_validate(frontend(f"10.96.2.{i}", 80, [], policy=f"u/{i}")))
+        assert len(policy_names(bpffs)) == SMALL_POLICY_MAP
+
+        report = lb.apply(named([f"b/{i}" for i in range(32)]))
+
+    assert (report.retuned, report.removed, report.policies_retired) == (32, 32, 64)
+    assert policy_names(bpffs) == {f"b/{i}" for i in range(32)}
