@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,11 +45,14 @@ class InvalidObjectError(ValueError):
 
 
 def field_path(location: Iterable[int | str]) -> str:
-    """A pydantic error location in Kubernetes notation: spec.toPorts[0].port."""
+    """A pydantic error location in Kubernetes notation: spec.toPorts[0].port. A key that is not a plain
+    name (a space, a newline, a quote) is written quoted, spec.matchLabels["a b"], to keep errors one line."""
     path = ""
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not part.isprintable() or any(character in part for character in ' "[]'):
+            path += f"[{json.dumps(part)}]"
         elif not path:
             path = part
         else:

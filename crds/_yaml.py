@@ -15,6 +15,7 @@ import binascii
 import math
 import re
 import struct
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -94,9 +95,11 @@ def _as_json(value: Any) -> Any:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise KubectlYamlError(f"unsupported value {value} (JSON has no NaN or infinity)")
-        # Go prints an integral float below 1e21 without a fraction; kubectl reads it back as an integer.
-        if value.is_integer() and abs(value) < 1e21 and -_INT64 <= value < _INT64:
-            return int(value)
+        # Go prints an integral float below 1e21 in its shortest digits without a fraction (1.0000000000000002e17
+        # as 100000000000000020); kubectl reads that back as an integer when it fits an int64.
+        if value.is_integer() and abs(value) < 1e21:
+            printed = int(Decimal(repr(value)))
+            return printed if -_INT64 <= printed < _INT64 else value
         return value
     if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
         return float(value)
