@@ -366,6 +366,15 @@ class LabelSelector(ApiModel):
     ) = None
     match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=MAX_SELECTOR_TERMS)] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_labels_are_absent(cls, data: Any) -> Any:
+        """The apiserver prunes a null matchLabels value as it prunes a null field."""
+        labels = data.get("matchLabels") if isinstance(data, dict) else None
+        if isinstance(labels, dict) and None in labels.values():
+            return {**data, "matchLabels": {key: value for key, value in labels.items() if value is not None}}
+        return data
+
     def is_empty(self) -> bool:
         return not self.match_labels and not self.match_expressions
 
@@ -500,10 +509,13 @@ def _rfc3339(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-# RFC 3339 text on the wire (metav1.Time), an aware datetime in Python.
+# RFC 3339 text on the wire (metav1.Time), an aware datetime in Python. The CEL rule is there for what
+# the apiserver's date-time format lets through: kube-apiserver v1.35 stores a list ([] or [1]) in a
+# `type: string, format: date-time` field. CEL reads such a field as a timestamp and fails on a list.
+TIMESTAMP_RULE = rule("self >= timestamp('0001-01-01T00:00:00Z')", TIMESTAMP_MESSAGE)
 Timestamp = Annotated[
     datetime,
-    Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN, "maxLength": 35}),
+    Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN, "maxLength": 35, **validations(TIMESTAMP_RULE)}),
     BeforeValidator(_parse_rfc3339),
     PlainSerializer(_rfc3339, return_type=str, when_used="json"),
 ]

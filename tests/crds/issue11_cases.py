@@ -13,6 +13,11 @@ from typing import Any
 from tests.crds.cases import KEY, POD_BACKEND, SERVICE_FRONTEND, InvalidCase, _bp, _lrp, _namespaced
 
 LONG_PREFIX = f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 62}"  # 254 characters: one too many for a prefix
+NODE_LOCAL_DNS_BACKEND = """
+backend:
+  endpointSelector: {matchLabels: {k8s-app: node-local-dns}}
+  toPorts: [{port: "53", protocol: UDP}]
+"""
 SINGLE_UDP_VIP = """
 frontend:
   addressMatcher:
@@ -212,11 +217,7 @@ POLICY_CASES: tuple[InvalidCase, ...] = (
             "bft-qos-fraction",
             "config: {redirectQosLimit: 5.5}",
             SINGLE_UDP_VIP,
-            """
-            backend:
-              endpointSelector: {matchLabels: {k8s-app: node-local-dns}}
-              toPorts: [{port: "53", protocol: UDP}]
-            """,
+            NODE_LOCAL_DNS_BACKEND,
         ),
         "spec.config.redirectQosLimit",
     ),
@@ -268,6 +269,12 @@ STATUS_CASES: tuple[InvalidCase, ...] = (
         "status.conditions[0].lastTransitionTime",
     ),
     InvalidCase(
+        "condition-time-a-list",
+        "lastTransitionTime: [] (v1.35's date-time format check lets a list through; found by the long fuzz run)",
+        _nte_with_status({"conditions": [_condition(lastTransitionTime=[])]}),
+        "status.conditions[0].lastTransitionTime",
+    ),
+    InvalidCase(
         "condition-type-duplicate",
         "two conditions of type Ready (2)",
         _nte_with_status({"conditions": [_condition(), _condition(status="False", reason="Down")]}),
@@ -307,17 +314,29 @@ VALID_CASES: tuple[ValidCase, ...] = (
         {"enabled": True, "config": {"enableOutCluster": False}},
     ),
     ValidCase(
+        "null-label-value",
+        "a null matchLabels value is pruned like a null field (found by the long fuzz run)",
+        _lrp(
+            "bft-null-label",
+            SINGLE_UDP_VIP,
+            """
+            backend:
+              endpointSelector:
+                matchLabels: {app: null}
+                matchExpressions: [{key: app, operator: Exists}]
+              toPorts: [{port: "53", protocol: UDP}]
+            """,
+        ),
+        {"backend": {"endpointSelector": {"matchLabels": {}}}},
+    ),
+    ValidCase(
         "integral-float",
         "redirectQosLimit: 5.0 is the integer 5 (3)",
         _lrp(
             "bft-qos-float",
             "config: {redirectQosLimit: 5.0}",
             SINGLE_UDP_VIP,
-            """
-            backend:
-              endpointSelector: {matchLabels: {k8s-app: node-local-dns}}
-              toPorts: [{port: "53", protocol: UDP}]
-            """,
+            NODE_LOCAL_DNS_BACKEND,
         ),
         {"config": {"redirectQosLimit": 5}},
     ),

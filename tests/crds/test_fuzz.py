@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 
 from crds import InvalidObjectError, parse_object
 from tests.crds.conftest import Api
@@ -57,6 +57,7 @@ def _python_verdict(document: Any, part: str) -> tuple[bool, str, dict[str, Any]
 
 def _agree(document: Any, server: Verdict, part: str) -> None:
     accepted, detail, read = _python_verdict(document, part)
+    event(f"models {'accept' if accepted else 'refuse'}, apiserver {'accepts' if server.accepted else 'refuses'}")
     shown = json.dumps(document[part] if isinstance(document, dict) and part in document else document)
     assert accepted == server.accepted, (
         f"models {'accept' if accepted else 'refuse'} what the apiserver "
