@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -42,7 +43,7 @@ LABEL_VALUES = ["web", "node-local-dns", "a", "v1.2_3", "", "X"]
 
 
 def _ipv4() -> st.SearchStrategy[str]:
-    return st.tuples(*[st.integers(0, 255)] * 4).filter(lambda o: any(o)).map(lambda o: ".".join(map(str, o)))
+    return st.integers(1, 2**32 - 1).map(lambda number: str(ipaddress.IPv4Address(number)))
 
 
 def _dns_label() -> st.SearchStrategy[str]:
