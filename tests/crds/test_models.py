@@ -130,6 +130,8 @@ def test_snake_case_is_for_python_code_only() -> None:
     matcher = {"namespace": "default", "service_name": "web"}
     with pytest.raises(ValidationError, match="serviceName"):
         crds.policies.ServiceMatcher.model_validate(matcher)
+    with pytest.raises(ValidationError, match="serviceName"):
+        crds.policies.ServiceMatcher.model_validate_json('{"namespace": "default", "service_name": "web"}')
     assert crds.policies.ServiceMatcher(namespace="default", service_name="web").service_name == "web"
 
 
