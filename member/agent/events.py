@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from member.agent.pods import PodCgroups
-
 from datapath.lb import EventStream, MapReader, ResolutionEvent
 from member.agent.cache import ClusterCache
 from member.agent.metrics import AgentMetrics
+from member.agent.pods import PodCgroups
 
 log = logging.getLogger("balancing.agent.events")
 COUNTER_REFRESH_SECONDS = 5.0

@@ -11,10 +11,10 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from crds import NODE_PROXY_IPV4_ANNOTATION, BalancingPolicy, LocalRedirectPolicy, PortInfo, pair_ports
+from crds import NODE_PROXY_IPV4_ANNOTATION, BalancingPolicy, LocalRedirectPolicy, PortInfo, PortPairingError
 from datapath.lb import BackendSpec, FrontendSpec, Tier
 from member.agent.services import Obj, affinity_timeout, node_internal_ip
-from member.policies import Binding, Policy, ServiceFrontend, frontend_ports, policy_ref, service_frontend
+from member.policies import Binding, Policy, ServiceFrontend, policy_ref, service_frontend
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,15 @@ def _frontend_ips(policy: Policy, service: ServiceFrontend | None) -> list[str]:
 
 def _port_pairs(policy: Policy, service: ServiceFrontend | None) -> list[tuple[int, str, int]]:
     """(frontend port, protocol, backend port) for each port the policy takes over."""
-    front = [
-        PortInfo(port=str(number), protocol=protocol, name=name or None)  # type: ignore[arg-type]
-        for name, number, protocol in frontend_ports(policy, service)
-    ]
-    if not front:
-        return []
-    return [(f.number, f.protocol, b.number) for f, b in pair_ports(front, policy.spec.backend.to_ports)]
+    service_ports = None
+    if service is not None:
+        service_ports = [
+            PortInfo(port=str(number), protocol=protocol, name=name or None)  # type: ignore[arg-type]
+            for name, number, protocol in service.ports
+            if protocol in ("TCP", "UDP")
+        ]
+    pairs = policy.spec.port_pairs(service_ports)
+    return [(front.number, front.protocol, back.number) for front, back in pairs]
 
 
 def _usable(endpoints: list[tuple[str, str, bool, bool, bool]]) -> list[tuple[str, str]]:
@@ -130,6 +132,12 @@ def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontend
             return result
         service = service_frontend(service_object)
     timeout = affinity_timeout(service_object) if service_object is not None else 0
+    try:
+        port_pairs = _port_pairs(policy, service)
+    except PortPairingError as error:
+        result.skipped = "Failed"
+        result.problems.append(str(error))
+        return result
     pods = _selected_pods(context.policy_slices.get(policy_ref(policy), []))
     skip: tuple[int, ...] = ()
     qos = 0
@@ -144,7 +152,7 @@ def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontend
     addresses = _backend_addresses(policy, pods, context, result)
     seen: set[BackendSpec] = set()
     for ip in _frontend_ips(policy, service):
-        for front_port, protocol, back_port in _port_pairs(policy, service):
+        for front_port, protocol, back_port in port_pairs:
             backends = tuple(BackendSpec(address, back_port) for address in addresses)
             seen.update(backends)
             result.frontends.append(

@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from member.agent.pods import PodCgroups
-
 from datapath.lb import SocketLB, Tier
 from member import kube
 from member.agent.cache import ClusterCache
 from member.agent.events import EventReader
 from member.agent.metrics import AgentMetrics
+from member.agent.pods import PodCgroups
 from member.agent.reconciler import Reconciler, SyncResult
 from member.agent.report import node_status
 from member.agent.settings import AgentSettings

@@ -30,9 +30,10 @@ SELECTED = [endpoint("10.1.1.5", "node-1", uid="uid-a"), endpoint("10.1.1.6", "n
             endpoint("10.1.2.5", "node-2", uid="uid-c"), endpoint("10.1.3.5", "node-3", uid="uid-d")]
 
 
-def svc_frontend(to_ports: list[Obj] | None = None) -> Obj:
+def svc_frontend(to_ports: list[Obj] | None = None, *, omit: bool = False) -> Obj:
     matcher: Obj = {"namespace": "default", "serviceName": "web"}
-    matcher["toPorts"] = to_ports or ports(("8080", "TCP", "p1"), ("80", "TCP", "p2"))
+    if not omit:
+        matcher["toPorts"] = to_ports or ports(("8080", "TCP", "p1"), ("80", "TCP", "p2"))
     return {"serviceMatcher": matcher}
 
 
@@ -83,6 +84,15 @@ ROWS = [
         bp("podEndpoint", config={"nodeLabelSelector": {"matchLabels": {"role": "edge"}}}),
         {"10.96.0.10:8080/TCP": ["10.1.1.5:80", "10.1.2.5:80", "10.1.3.5:80"],
          "10.96.0.10:80/TCP": ["10.1.1.5:20080", "10.1.2.5:20080", "10.1.3.5:20080"]}),
+    Row("serviceMatcher without toPorts takes every port of the Service, paired by name", "BalancingPolicy",
+        {**bp("podEndpoint"), "frontend": svc_frontend(omit=True)},
+        {"10.96.0.10:8080/TCP": ["10.1.1.5:80", "10.1.2.5:80", "10.1.3.5:80"],
+         "10.96.0.10:80/TCP": ["10.1.1.5:20080", "10.1.2.5:20080", "10.1.3.5:20080"]}),
+    Row("serviceMatcher without toPorts and a Service port no backend port names: nothing, and why", "BalancingPolicy",
+        {"frontend": svc_frontend(omit=True), "backend": {"serviceEndpoint": {
+            "endpointSelector": {"matchLabels": {"app": "x"}},
+            "toPorts": ports(("80", "TCP", "p1"), ("81", "TCP", "x"))}}},
+        {}, skipped="Failed", problems=1),
     Row("serviceMatcher on a missing Service", "BalancingPolicy", bp("podEndpoint"), {}, skipped="ServiceNotFound",
         services={}),
     Row("local redirect: ready pods on this node only; its backends never redirect to themselves",

@@ -121,7 +121,8 @@ SERVICES = ["a", "b", "c"]
 IPS = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
 VIP_POLICY = policy("BalancingPolicy", "vip", {
     "frontend": {"addressMatcher": {"ip": "192.0.2.1", "toPorts": ports(("80", "TCP", "p"))}},
-    "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "x"}}, "toPorts": ports(("8080", "TCP", "p"))}},
+    "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "x"}},
+                                    "toPorts": ports(("8080", "TCP", "p"))}},
 })
 
 event_strategy = st.one_of(
