@@ -178,7 +178,7 @@ def test_should_restart(policy: str, code: int, restart: bool) -> None:
     assert podspec.should_restart(policy, code) is restart
 
 
-RUNNING = {"state": {"running": {}}}
+RUNNING: dict[str, Any] = {"state": {"running": {}}}
 WAITING = {"state": {"waiting": {"reason": "ContainerCreating"}}}
 OK = {"state": {"terminated": {"exitCode": 0}}}
 FAILED = {"state": {"terminated": {"exitCode": 1}}}
