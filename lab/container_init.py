@@ -182,6 +182,9 @@ def _exec(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     arguments = sys.argv[1:]
+    if arguments[:1] == ["--exec-notify"]:  # a pipe the kubelet reads to its end: closed by our exec
+        os.set_inheritable(int(arguments[1]), False)
+        arguments = arguments[2:]
     pid = None
     if arguments[:1] == ["--join"]:
         pid, arguments = int(arguments[1]), arguments[2:]

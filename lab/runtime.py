@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from lab.state import LAB_DIR, NodeRecord
 PODS_DIR = LAB_DIR / "kubelet" / "pods"
 LOG_DIR = LAB_DIR / "logs"
 LAUNCHER = Path(__file__).with_name("container_init.py")
+EXEC_TIMEOUT = 30.0  # a container whose setup takes longer is reported running anyway
 
 
 def now_rfc3339() -> str:
@@ -165,11 +167,25 @@ def start_container(
     }, indent=2))
     log = pod_log_dir(runtime.cluster, runtime.namespace, runtime.name, runtime.uid) / name / f"{restart_count}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-S", "-E", str(LAUNCHER), str(spec_file)], stdin=subprocess.DEVNULL, stdout=output,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-        )
+    # The launcher holds the write end open until it execs the command (or fails), so reading it to
+    # the end means the container runs in its cgroup and namespaces before anyone says it runs.
+    exec_read, exec_write = os.pipe()
+    try:
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-S", "-E", str(LAUNCHER), "--exec-notify", str(exec_write), str(spec_file)],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True, pass_fds=(exec_write,),
+            )
+        os.close(exec_write)
+        exec_write = -1
+        ready, _, _ = select.select([exec_read], [], [], EXEC_TIMEOUT)
+        if ready:
+            os.read(exec_read, 1)
+    finally:
+        os.close(exec_read)
+        if exec_write >= 0:
+            os.close(exec_write)
     record = ContainerRecord(
         name=name, id=container_id, cgroup=str(cgroup), pid=process.pid,
         start_time=process_start_time(process.pid) or 0, started_at=now_rfc3339(), restart_count=restart_count,

@@ -185,6 +185,8 @@ def prepare(pod: Mapping[str, Any], node: NodePaths, directory: Path, fetch: Fet
             context: PodContext) -> PodVolumes:
     """Make every volume of the pod; raises PodSpecError (reason FailedMount) naming the volume."""
     volumes = PodVolumes()
+    for base in (node.bpffs, node.state, node.root):  # a node always has these, whoever removed them
+        base.mkdir(parents=True, exist_ok=True)
     for volume in pod["spec"].get("volumes") or []:
         name = volume["name"]
         if "hostPath" in volume:
