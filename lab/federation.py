@@ -29,6 +29,7 @@ from lab.state import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO_ROOT / "crds"
 HUB_NODES = 1
+PRODUCT_NAMESPACE = "balancing-system"  # where the charts go, by convention; `lab up` makes it
 
 
 def crd_files() -> list[Path]:
@@ -70,6 +71,7 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
             state.save()
 
     for cluster in clusters:
+        kubeapi.ensure_namespace(state.clusters[cluster], PRODUCT_NAMESPACE)
         count = HUB_NODES if cluster == "hub" else nodes_per_cluster
         cluster_nodes = []
         for index in range(1, count + 1):

@@ -404,6 +404,10 @@ def test_a_restarted_kubelet_adopts_the_running_containers(federation: Federatio
         federation.kubectl(CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
 
 
+def test_lab_up_makes_the_product_namespace(federation: Federation) -> None:
+    assert get(federation, "namespace", "balancing-system", cluster="member-2")["status"]["phase"] == "Active"
+
+
 def test_helm_values_and_logs_verbs(federation: Federation) -> None:
     def balancing(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "balancing", "lab", *args], capture_output=True, text=True)
