@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab import controlplane, host, kubeapi, nodes, podspec, runtime
+from lab import controlplane, host, kubeapi, nodes, pki, podspec, runtime
 from lab.addressing import MAX_MEMBERS, MAX_NODES_PER_CLUSTER, ClusterAddressing, cluster_name, split_node_name
 from lab.state import (
     BPFFS_ROOT,
@@ -52,23 +53,24 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
     nodes.create_underlay()
 
     clusters = [cluster_name(index) for index in range(members + 1)]
-    started: list[ClusterRecord] = []
-    for cluster in clusters:
-        record = state.clusters.get(cluster)
-        if record and all(p.alive() for p in record.processes) and controlplane.readyz(cluster):
-            continue
-        if record:
-            controlplane.stop(record)
-        state.clusters[cluster] = controlplane.start(cluster)
-        started.append(state.clusters[cluster])
-        state.save()
-    controlplane.wait_all_ready(started)
+    unhealthy = [cluster for cluster in clusters if not _healthy(state.clusters.get(cluster))]
+    for cluster in unhealthy:
+        if cluster in state.clusters:
+            controlplane.stop(state.clusters[cluster])
+    pki.ensure_ca(LAB_DIR / "pki")  # once, before the clusters sign with it in parallel
+    try:
+        _in_parallel(unhealthy, lambda cluster: _record(state, controlplane.start(cluster)))
+    finally:
+        state.save()  # the processes that did start, for `down`
+    controlplane.wait_all_ready([state.clusters[cluster] for cluster in unhealthy])
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in crd_files())).hexdigest()
-    for cluster in clusters:
-        if state.clusters[cluster].crd_digest != digest:
-            kubeapi.apply_crds(state.clusters[cluster], crd_files())
-            state.clusters[cluster].crd_digest = digest
-            state.save()
+
+    def apply_crds(cluster: str) -> None:
+        kubeapi.apply_crds(state.clusters[cluster], crd_files())
+        state.clusters[cluster].crd_digest = digest
+
+    _in_parallel([cluster for cluster in clusters if state.clusters[cluster].crd_digest != digest], apply_crds)
+    state.save()
 
     for cluster in clusters:
         kubeapi.ensure_namespace(state.clusters[cluster], PRODUCT_NAMESPACE)
@@ -84,6 +86,22 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
     state.save()
     _ensure_kubelet(state)
     return state
+
+
+def _healthy(record: ClusterRecord | None) -> bool:
+    return record is not None and all(p.alive() for p in record.processes) and controlplane.readyz(record.name)
+
+
+def _record(state: LabState, record: ClusterRecord) -> None:
+    state.clusters[record.name] = record
+
+
+def _in_parallel(clusters: list[str], action: Callable[[str], None]) -> None:
+    """Run `action` for each cluster at once (openssl, kubectl: processes that wait or use a core)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(clusters))) as pool:
+        futures = [pool.submit(action, cluster) for cluster in clusters]
+    for future in futures:
+        future.result()
 
 
 def _ensure_kubelet(state: LabState) -> None:

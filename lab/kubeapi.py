@@ -242,8 +242,8 @@ def finalize_pod_deletion(cluster: ClusterRecord, namespace: str, name: str, uid
 
 
 def record_event(cluster: ClusterRecord, pod: dict[str, Any], node: str, kind: str, reason: str,
-                 message: str) -> None:
-    """A core/v1 Event about a pod, from the kubelet on `node` (what `kubectl describe` shows)."""
+                 message: str) -> str | None:
+    """A core/v1 Event about a pod, from the kubelet on `node` (what `kubectl describe` shows); its name."""
     metadata = pod["metadata"]
     now = _timestamp()
     body: Any = {
@@ -256,9 +256,19 @@ def record_event(cluster: ClusterRecord, pod: dict[str, Any], node: str, kind: s
         "reportingComponent": "kubelet", "reportingInstance": node,
     }
     try:
-        core(cluster).create_namespaced_event(metadata["namespace"], body)
+        return str(_raw(core(cluster).create_namespaced_event, metadata["namespace"], body)["metadata"]["name"])
     except ApiException as error:
         if error.status not in (403, 404):  # the namespace is going away
+            raise
+        return None
+
+
+def repeat_event(cluster: ClusterRecord, namespace: str, name: str, count: int) -> None:
+    """The same Event again: its count and last time, as the kubelet's event recorder aggregates."""
+    try:
+        core(cluster).patch_namespaced_event(name, namespace, {"count": count, "lastTimestamp": _timestamp()})
+    except ApiException as error:
+        if error.status not in (403, 404):
             raise
 
 

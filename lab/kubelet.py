@@ -155,7 +155,7 @@ class PodWorker(threading.Thread):
         self.volumes: volumes.PodVolumes | None = None
         self.containers = {c["name"]: Container(c, init=False) for c in podspec.containers(pod)}
         self.init_containers = {c["name"]: Container(c, init=True) for c in podspec.init_containers(pod)}
-        self.reported: set[tuple[str, str]] = set()
+        self.events: dict[tuple[str, str, str], tuple[str, int]] = {}  # (type, reason, message) -> (name, count)
         self.last_status = ""
         # a pod that ended before this kubelet started stays ended, as the kubelet leaves terminal pods alone
         self.terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and adopted is None
@@ -523,12 +523,20 @@ class PodWorker(threading.Thread):
     # --- status and events ---------------------------------------------------------------------
 
     def _event(self, pod: dict[str, Any], kind: str, reason: str, message: str, *, once: bool = True) -> None:
-        if once:
-            if (reason, message) in self.reported:
-                return
-            self.reported.add((reason, message))
+        """Record an Event; the same one again only counts up (or, with `once`, is not repeated)."""
+        key = (kind, reason, message)
+        earlier = self.events.get(key)
+        if earlier is not None and once:
+            return
         try:
-            kubeapi.record_event(self.cluster, pod, self.node.name, kind, reason, message)
+            if earlier is None:
+                name = kubeapi.record_event(self.cluster, pod, self.node.name, kind, reason, message)
+                if name:
+                    self.events[key] = (name, 1)
+            else:
+                name, count = earlier
+                kubeapi.repeat_event(self.cluster, pod["metadata"]["namespace"], name, count + 1)
+                self.events[key] = (name, count + 1)
         except Exception:
             log.exception("pod %s: event %s", self.label, reason)
 
