@@ -38,6 +38,8 @@ MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155  # x86_64; glibc has no wrapper
 START_ERROR_EXIT = 128  # what container runtimes report for a container that never started
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -98,10 +100,11 @@ def _shadow(directory: str) -> None:
         else:
             open(placeholder, "w").close()
         _mount(entry.path, placeholder, None, MS_BIND | MS_REC)
-    if directory == "/":  # a mount over / would not change this process's root: change the root instead
-        os.chroot(staging)
+    if directory == "/":  # a mount over / changes no one's root: make the staging tmpfs the namespace's root
+        os.mkdir(f"{staging}/.old-root")
+        _check(_libc.syscall(SYS_PIVOT_ROOT, staging.encode(), f"{staging}/.old-root".encode()), "pivot_root")
         os.chdir("/")
-        return
+        return  # the old root stays until every mount is made: their sources are open in it
     _mount(staging, directory, None, MS_MOVE)
     os.rmdir(staging)
 
@@ -155,6 +158,9 @@ def start(spec: dict[str, Any]) -> None:
                 raise StartError(f"mount source {mount['source']} (for {mount['target']}): {error.strerror}") from None
     for mount in spec["mounts"]:
         _make_mount(mount)
+    if os.path.isdir("/.old-root"):
+        _check(_libc.umount2(b"/.old-root", MNT_DETACH), "umount the old root")
+        os.rmdir("/.old-root")
     if os.path.isdir(_SHADOW_DIR) and not os.listdir(_SHADOW_DIR):
         os.rmdir(_SHADOW_DIR)
     _exec(spec)
@@ -192,17 +198,18 @@ def main() -> None:
         spec = json.load(handle)
     if pid is not None and len(arguments) > 1:
         spec["argv"] = arguments[1:]
+    # opened now: the container's own /run hides the lab directory once its mounts are made
+    reason = open(spec["start_error"], "w") if pid is None and spec.get("start_error") else None  # noqa: SIM115
     try:
         if pid is None:
             start(spec)
         else:
             join(pid, spec)
     except (StartError, OSError) as error:
-        message = f"container start failed: {error}"
-        print(message, file=sys.stderr, flush=True)
-        if spec.get("start_error"):
-            with open(spec["start_error"], "w") as handle:
-                handle.write(str(error))
+        print(f"container start failed: {error}", file=sys.stderr, flush=True)
+        if reason is not None:
+            reason.write(str(error))
+            reason.close()
         sys.exit(START_ERROR_EXIT)
 
 

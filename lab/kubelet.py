@@ -362,8 +362,8 @@ class PodWorker(threading.Thread):
         return True
 
     def _sync_container(self, pod: dict[str, Any], container: Container, now: float) -> None:
-        if container.running:
-            return
+        if container.running or (container.exited is None and now < container.restart_at):
+            return  # running, or its configuration failed a moment ago
         if container.exited is not None:
             policy = "OnFailure" if container.init and self.restart_policy == "Always" else self.restart_policy
             if not podspec.should_restart(policy, container.exited["exitCode"]):

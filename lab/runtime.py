@@ -200,7 +200,7 @@ def start_error(record: ContainerRecord) -> str | None:
     """The launcher's reason when the container never got to exec its command."""
     path = Path(record.spec).with_suffix(".start-error")
     try:
-        return path.read_text().strip()
+        return path.read_text().strip() or None
     except OSError:
         return None
 

@@ -384,6 +384,52 @@ def test_a_pod_of_another_image_stays_pending_with_a_warning_event(federation: F
         federation.kubectl(CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
 
 
+def test_containers_that_cannot_start_say_why(federation: Federation) -> None:
+    namespace = "lab-start-errors"
+    missing_command = bare_pod("no-command", ["no-such-command"], restartPolicy="Never")
+    missing_config = bare_pod("no-config", ["sleep", "600"], container={"env": [
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}]})
+    try:
+        apply(federation, namespace, missing_command, missing_config)
+
+        def state(name: str) -> dict[str, Any]:
+            statuses = get(federation, "pod", "-n", namespace, name)["status"].get("containerStatuses") or [{}]
+            return dict(statuses[0].get("state") or {})
+
+        terminated = wait_for(lambda: state("no-command").get("terminated"), what="the start error")
+        assert (terminated["reason"], terminated["exitCode"]) == ("StartError", 128)
+        assert "exec 'no-such-command'" in terminated["message"]
+        assert get(federation, "pod", "-n", namespace, "no-command")["status"]["phase"] == "Failed"
+        waiting = wait_for(lambda: state("no-config").get("waiting", {}).get("reason") == "CreateContainerConfigError"
+                           and state("no-config")["waiting"], what="the config error")
+        assert "env MODE: configMap 'settings' not found" in waiting["message"]
+        federation.kubectl(CLUSTER, "create", "configmap", "settings", "-n", namespace, "--from-literal=mode=fast")
+        wait_for(lambda: "running" in state("no-config"), timeout=30, what="started once the ConfigMap exists")
+    finally:
+        federation.kubectl(CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_mount_points_never_touch_the_machine(federation: Federation) -> None:
+    namespace = "lab-mounts"
+    new_dirs = [Path("/var/lib/lab-mount-test"), Path("/lab-mount-test")]
+    assert not any(path.exists() for path in new_dirs)
+    pod = bare_pod("mounts", ["sleep", "600"], terminationGracePeriodSeconds=1,
+                   volumes=[{"name": "scratch", "emptyDir": {}}],
+                   container={"volumeMounts": [{"name": "scratch", "mountPath": "/var/lib/lab-mount-test/data"},
+                                               {"name": "scratch", "mountPath": "/lab-mount-test/top"}]})
+    try:
+        apply(federation, namespace, pod)
+        wait_for(lambda: ready(get(federation, "pod", "-n", namespace, "mounts")), what="the pod ready")
+        key = f"{CLUSTER}/{namespace}/mounts"
+        shown = federation.exec(key, ["sh", "-c", "touch /var/lib/lab-mount-test/data/x && ls /lab-mount-test/top "
+                                                  "&& ls /var/lib | grep -c dpkg && cat /proc/self/cgroup"])
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.split()[:2] == ["x", "1"]  # one emptyDir at both; /var/lib keeps its entries
+        assert not any(path.exists() for path in new_dirs)
+    finally:
+        federation.kubectl(CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
 def test_a_restarted_kubelet_adopts_the_running_containers(federation: Federation) -> None:
     namespace = "lab-adopt"
     try:
