@@ -37,11 +37,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from datapath.build import cache_root, ensure_object
-from datapath.lb.loader import attached_links
-from datapath.lb.maps import LbMaps
-from datapath.lb.node import SocketLB, detach
-from datapath.lb.state import DesiredState, parse_state
+from datapath import cache_root
+from datapath.lb import DesiredState, MapReader, SocketLB, attached_links, detach, ensure_object, parse_state
 from lab import host
 
 C_SOURCE = r"""
@@ -330,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "iptables direct": functools.partial(measure, bench.ipt_ns, None, BACKENDS, PORT),
                 },
             )
-            with LbMaps(bench.bpffs) as maps:
-                dropped = maps.read_stats()["events_dropped"]
+            with MapReader(bench.bpffs) as reader:
+                dropped = reader.counters()["events_dropped"]
             print(
                 f"{services:>6} services x 10 backends: load socket LB {ours_load * 1000:.0f} ms, "
                 f"iptables-restore {ipt_load * 1000:.0f} ms"

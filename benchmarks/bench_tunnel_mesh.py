@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from datapath.tunnel.manager import TunnelManager
-from datapath.tunnel.node import TunnelNode
+from datapath.tunnel import TunnelManager, TunnelNode
 from hub.mesh import TunnelEndpoint, TunnelEndpointSpec, plan_mesh
 from lab import host
 from member.tunnels import tunnel_state

@@ -18,10 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from datapath.tunnel.device import wireguard_go_binary
-from datapath.tunnel.keys import KeyStore
-from datapath.tunnel.manager import TunnelManager
-from datapath.tunnel.node import TunnelNode
+from datapath.tunnel import KeyStore, TunnelManager, TunnelNode, wireguard_go_binary
 from lab import host
 
 UNDERLAY = ("172.31.255.1", "172.31.255.2")

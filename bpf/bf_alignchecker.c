@@ -18,6 +18,7 @@ BF_ALIGN_CHECK(bf_lb4_qos);
 BF_ALIGN_CHECK(bf_lb4_rev_key);
 BF_ALIGN_CHECK(bf_lb4_rev);
 BF_ALIGN_CHECK(bf_lb4_sock);
+BF_ALIGN_CHECK(bf_lb4_skip_key);
 BF_ALIGN_CHECK(bf_lb4_policy);
 BF_ALIGN_CHECK(bf_lb4_meta);
 BF_ALIGN_CHECK(bf_lb4_event);

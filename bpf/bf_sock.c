@@ -4,22 +4,23 @@
  * connect4 and sendmsg4 translate a frontend (service or policy VIP) to a backend once per
  * connect() or datagram; recvmsg4 and getpeername4 translate the backend back to the frontend so
  * that UDP replies and getpeername() show the address the application asked for.
- * Every hook returns 1: the load balancer rewrites, it never refuses a socket call.
+ * The hooks let every call through, except a connect() or sendmsg() to a frontend marked "reject
+ * when empty" that no tier could resolve: it fails at once with ECONNREFUSED, as kube-proxy's
+ * REJECT of a Service without endpoints does.
  */
 #include "lib/sock4.h"
 
 SEC("cgroup/connect4")
 int bf_sock4_connect(struct bpf_sock_addr *ctx)
 {
-	sock4_xlate_fwd(ctx, BF_HOOK_CONNECT4);
-	return 1;
+	return sock4_xlate_fwd(ctx, BF_HOOK_CONNECT4);
 }
 
 SEC("cgroup/sendmsg4")
 int bf_sock4_sendmsg(struct bpf_sock_addr *ctx)
 {
 	if (ctx->protocol == IPPROTO_UDP)
-		sock4_xlate_fwd(ctx, BF_HOOK_SENDMSG4);
+		return sock4_xlate_fwd(ctx, BF_HOOK_SENDMSG4);
 	return 1;
 }
 

@@ -42,6 +42,7 @@ from crds.policies import (
     PortInfo,
     PortPairingError,
     pair_ports,
+    pair_service_ports,
 )
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "field_path",
     "find_condition",
     "pair_ports",
+    "pair_service_ports",
     "parse_object",
     "parse_yaml",
 ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import ExtraValues
 
 GROUP = "balancing.elf.io"
 VERSION = "v1beta1"
@@ -56,6 +58,11 @@ def cel_quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def quoted_message(message: str) -> str:
+    """A CEL messageExpression: `message, not "VALUE"` (the value of a string field)."""
+    return cel_quote(f'{message}, not "') + " + self + " + cel_quote('"')
+
+
 def validations(*rules: CelRule) -> dict[str, Any]:
     """json_schema_extra that attaches CEL rules to a model or field schema."""
     return {"x-kubernetes-validations": list(rules)}
@@ -69,17 +76,102 @@ def immutable(field: str) -> CelRule:
 
 
 class ApiModel(BaseModel):
-    """Base of every spec/status part: camelCase on the wire, snake_case in Python, no unknown fields."""
+    """Base of every spec/status part: camelCase on the wire, snake_case in Python, no unknown fields.
 
-    # strict: like the apiserver, refuse "yes" for a boolean and "80" for an integer.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
+    Validation follows the apiserver, so that the models and the CRD accept exactly the same documents:
+    - strict types: "yes" is not a boolean and "80" is not an integer;
+    - documents are read by their wire (camelCase) names only: `model_validate` refuses `service_name`,
+      while Python code may still construct models with snake_case keyword arguments;
+    - an explicit null on a field means the field is absent (the apiserver prunes it, then defaults it).
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=True, validate_by_name=True, extra="forbid", strict=True
+    )
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate a wire document: by alias only, unless by_name=True is asked for."""
+        return super().model_validate(
+            obj,
+            strict=strict,
+            extra=extra,
+            from_attributes=from_attributes,
+            context=context,
+            by_alias=by_alias,
+            by_name=False if by_name is None else by_name,
+        )
+
+    @classmethod
+    def model_validate_json(
+        cls,
+        json_data: str | bytes | bytearray,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate a wire document given as JSON text: by alias only, as model_validate."""
+        return super().model_validate_json(
+            json_data,
+            strict=strict,
+            extra=extra,
+            context=context,
+            by_alias=by_alias,
+            by_name=False if by_name is None else by_name,
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_absent(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or None not in data.values():
+            return data
+        wire_names = {field.alias or name for name, field in cls.model_fields.items()}
+        return {key: value for key, value in data.items() if value is not None or key not in wire_names}
 
     def to_api(self) -> dict[str, Any]:
         """The JSON-ready dict the apiserver expects (camelCase, unset fields omitted)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# --- integers ------------------------------------------------------------------------------------------
+
+# JSON has one number type. The apiserver takes an integral float (5.0) for an integer field when it is
+# within +-(2^53 - 1), the range where a float64 is exact, and any integer literal that fits an int64.
+MAX_EXACT_FLOAT_INTEGER = 2**53 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_FLOAT_INTEGER:
+        return int(value)
+    return value
+
+
+def _check_int64(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"must be a 64-bit integer, from {INT64_MIN} to {INT64_MAX}")
+    return value
+
+
+# Every integer of the API: strict (no booleans, no strings), integral floats taken, int64 bounds.
+Int = Annotated[int, BeforeValidator(_integral_float_to_int), AfterValidator(_check_int64)]
+
+
 # --- strings -----------------------------------------------------------------------------------------
+# Patterns are matched whole (re.fullmatch): with re.match, "web\n" would pass a pattern ending in "$".
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -89,18 +181,35 @@ LABEL_KEY_PATTERN = (
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
-PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Kubernetes' IsValidPortName (IANA_SVC_NAME): 1-15 of [-a-z0-9], at least one letter, no "--", no
+# "-" at either end. One regular expression, without look-arounds (RE2): the digit-only words, then the
+# word with the first letter, then any further words.
+PORT_NAME_PATTERN = r"^([0-9]+-)*[0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+PORT_NAME_MESSAGE = (
+    "must be a port name (IANA_SVC_NAME): up to 15 lowercase letters, digits and '-', with at least one"
+    " letter, no '--' and no '-' at either end"
+)
+
+
+def full_match(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
 
 
 def _matches(pattern: str, what: str) -> AfterValidator:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        if not compiled.fullmatch(value):
             raise ValueError(f"{what} {value!r} must match {pattern}")
         return value
 
     return AfterValidator(check)
+
+
+def _check_port_name(value: str) -> str:
+    if not (1 <= len(value) <= 15 and full_match(PORT_NAME_PATTERN, value)):
+        raise ValueError(f"{PORT_NAME_MESSAGE}, not {value!r}")
+    return value
 
 
 DnsLabel = Annotated[
@@ -120,8 +229,16 @@ DnsSubdomain = Annotated[
 ]
 PortName = Annotated[
     str,
-    Field(min_length=1, max_length=15, pattern=PORT_NAME_PATTERN),
-    _matches(PORT_NAME_PATTERN, "port name"),
+    Field(
+        max_length=15,
+        json_schema_extra=validations(
+            rule(
+                f"self.matches({cel_quote(PORT_NAME_PATTERN)})",
+                message_expression=quoted_message(PORT_NAME_MESSAGE),
+            )
+        ),
+    ),
+    AfterValidator(_check_port_name),
 ]
 
 Protocol = Literal["TCP", "UDP"]
@@ -173,17 +290,51 @@ IPv4CIDR = Annotated[
 
 # --- label selectors (metav1.LabelSelector) ------------------------------------------------------------
 
+# Kubernetes' IsQualifiedName: an optional DNS-subdomain prefix of at most 253 characters and "/",
+# then a name of at most 63. The pattern bounds the name; the prefix bound is checked on its own.
+LABEL_KEY_MAX_LENGTH = 253 + 1 + 63
+LABEL_KEY_MESSAGE = (
+    "must be a label key: an optional DNS-subdomain prefix of at most 253 characters and '/', then up to 63"
+    " letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+
+
+def label_key_cel(key: str) -> str:
+    """CEL test of a label key. The pattern allows one '/' at most, so indexOf('/') is the prefix length."""
+    return f"{key}.matches({cel_quote(LABEL_KEY_PATTERN)}) && {key}.indexOf('/') <= 253"
+
+
+def is_label_key(key: str) -> bool:
+    return len(key) <= LABEL_KEY_MAX_LENGTH and full_match(LABEL_KEY_PATTERN, key) and key.find("/") <= 253
+
+
+def _check_label_key(key: str) -> str:
+    if not is_label_key(key):
+        raise ValueError(f"{LABEL_KEY_MESSAGE}, not {key!r}")
+    return key
+
 
 def _check_label_map(labels: dict[str, str] | None) -> dict[str, str] | None:
     for key, value in (labels or {}).items():
-        if len(key) > 317 or not re.match(LABEL_KEY_PATTERN, key):
-            raise ValueError(f"label key {key!r} is not a valid label key")
-        if not re.match(LABEL_VALUE_PATTERN, value):
+        if not is_label_key(key):
+            raise ValueError(f"every key {LABEL_KEY_MESSAGE}, not {key!r}")
+        if not full_match(LABEL_VALUE_PATTERN, value):
             raise ValueError(f"label value {value!r} of key {key!r} is not a valid label value")
     return labels
 
 
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+LabelKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=LABEL_KEY_MAX_LENGTH,
+        json_schema_extra=validations(
+            rule(label_key_cel("self"), message_expression=quoted_message(LABEL_KEY_MESSAGE))
+        ),
+    ),
+    AfterValidator(_check_label_key),
+]
 
 
 class LabelSelectorRequirement(ApiModel):
@@ -204,11 +355,7 @@ class LabelSelectorRequirement(ApiModel):
         )
     )
 
-    key: Annotated[
-        str,
-        Field(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN),
-        _matches(LABEL_KEY_PATTERN, "label key"),
-    ]
+    key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: Annotated[list[LabelValue], Field(max_length=MAX_SELECTOR_VALUES)] | None = None
 
@@ -223,9 +370,7 @@ class LabelSelectorRequirement(ApiModel):
 
 
 LABEL_MAP_RULE = rule(
-    f"self.all(k, k.size() <= 317 && k.matches({cel_quote(LABEL_KEY_PATTERN)}))",
-    "every key must be a label key: an optional DNS-subdomain prefix and '/', then up to 63 letters,"
-    " digits, '-', '_' or '.', starting and ending with a letter or digit",
+    f"self.all(k, k.size() <= {LABEL_KEY_MAX_LENGTH} && {label_key_cel('k')})", f"every key {LABEL_KEY_MESSAGE}"
 )
 
 
@@ -241,6 +386,15 @@ class LabelSelector(ApiModel):
         | None
     ) = None
     match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=MAX_SELECTOR_TERMS)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_labels_are_absent(cls, data: Any) -> Any:
+        """The apiserver prunes a null matchLabels value as it prunes a null field."""
+        labels = data.get("matchLabels") if isinstance(data, dict) else None
+        if isinstance(labels, dict) and None in labels.values():
+            return {**data, "matchLabels": {key: value for key, value in labels.items() if value is not None}}
+        return data
 
     def is_empty(self) -> bool:
         return not self.match_labels and not self.match_expressions
@@ -285,6 +439,42 @@ PodSelector = Annotated[
 ]
 
 
+# --- lists keyed like the apiserver's list-maps and sets -------------------------------------------------
+
+
+def list_map(*keys: str) -> dict[str, Any]:
+    """Schema markers of a list-map: the apiserver refuses two items with the same keys."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+LIST_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
+
+
+def unique_by(*fields: str) -> AfterValidator:
+    """The Python half of a list-map (wire field names given) or a set (none): no key appears twice.
+
+    Keys are compared as the apiserver sees them, on the wire form, so a defaulted protocol counts.
+    """
+
+    def key_of(item: Any) -> tuple[Hashable, str]:
+        if not fields:
+            return item, repr(item)
+        wire = item.to_api() if isinstance(item, ApiModel) else item
+        values = tuple(wire.get(field) for field in fields)
+        return values, ", ".join(f"{field} {value!r}" for field, value in zip(fields, values, strict=True))
+
+    def check(items: list[Any]) -> list[Any]:
+        seen: set[Hashable] = set()
+        for item in items:
+            key, described = key_of(item)
+            if key in seen:
+                raise ValueError(f"duplicate entry {described}: each may appear only once")
+            seen.add(key)
+        return items
+
+    return AfterValidator(check)
+
+
 # --- status conditions (metav1.Condition) --------------------------------------------------------------
 
 CONDITION_TYPE_PATTERN = (
@@ -294,13 +484,65 @@ CONDITION_TYPE_PATTERN = (
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
+# metav1.Time: RFC 3339 with a zone (Go's time.RFC3339, which also reads a fraction of a second). The
+# apiserver's date-time format checks that the date exists and that the time is at most 23:59:59; the
+# pattern adds what that check lets through and Go (or Python) could not read back: no 'T' or zone,
+# lowercase letters, a zone offset of 24 hours or more, year 0000, and text after the zone.
+TIMESTAMP_PATTERN = (
+    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-([0-9]{2})-([0-9]{2})"
+    r"T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))$"
+)
+TIMESTAMP_MESSAGE = "must be an RFC 3339 time with a zone, such as 2026-01-01T00:00:00Z"
+
+
+def _parse_rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{TIMESTAMP_MESSAGE}: a datetime needs a tzinfo")
+        return value
+    if not isinstance(value, str):
+        return value  # the strict datetime check refuses it with the type named
+    found = re.fullmatch(TIMESTAMP_PATTERN, value)
+    if found is None:
+        raise ValueError(f"{TIMESTAMP_MESSAGE}, not {value!r}")
+    year, month, day, hour, minute, second, fraction, zone, sign, zone_hours, zone_minutes = found.groups()
+    offset = timedelta(0)
+    if zone != "Z":
+        offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes)) * (-1 if sign == "-" else 1)
+    microseconds = int((fraction or ".0")[1:7].ljust(6, "0"))
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            microseconds,
+            tzinfo=UTC if zone == "Z" else timezone(offset),
+        )
+    except ValueError:
+        raise ValueError(f"{TIMESTAMP_MESSAGE}, not {value!r} (no such date or time)") from None
+
+
 def _rfc3339(moment: datetime) -> str:
     text = moment.isoformat(timespec="seconds")
     return text.replace("+00:00", "Z")
 
 
-# RFC 3339 text on the wire (metav1.Time), a datetime in Python.
-Timestamp = Annotated[datetime, Field(strict=False), PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+# RFC 3339 text on the wire (metav1.Time), an aware datetime in Python. The CEL rule is there for what
+# the apiserver's date-time format lets through: kube-apiserver v1.35 stores a list ([] or [1]) in a
+# `type: string, format: date-time` field. CEL reads such a field as a timestamp and fails on a list.
+TIMESTAMP_RULE = rule("self >= timestamp('0001-01-01T00:00:00Z')", TIMESTAMP_MESSAGE)
+Timestamp = Annotated[
+    datetime,
+    Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN, "maxLength": 35, **validations(TIMESTAMP_RULE)}),
+    BeforeValidator(_parse_rfc3339),
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+]
+
+
+ObservedGeneration = Annotated[Int, Field(ge=0, json_schema_extra={"format": "int64"})]
 
 
 class Condition(ApiModel):
@@ -308,18 +550,14 @@ class Condition(ApiModel):
 
     type: Annotated[str, Field(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
     status: Literal["True", "False", "Unknown"]
-    observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = None
+    observed_generation: ObservedGeneration | None = None
     last_transition_time: Timestamp
     reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
     message: Annotated[str, Field(max_length=32768)]
 
 
 Conditions = Annotated[
-    list[Condition],
-    Field(
-        max_length=MAX_CONDITIONS,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    ),
+    list[Condition], Field(max_length=MAX_CONDITIONS, json_schema_extra=list_map("type")), unique_by("type")
 ]
 
 

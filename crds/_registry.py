@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from crds._base import API_VERSION, KubeObject
+from crds._yaml import KubectlYamlError, load_documents
 from crds.federation import (
     FederatedEndpointSlice,
     FederatedService,
@@ -44,11 +45,14 @@ class InvalidObjectError(ValueError):
 
 
 def field_path(location: Iterable[int | str]) -> str:
-    """A pydantic error location in Kubernetes notation: spec.toPorts[0].port."""
+    """A pydantic error location in Kubernetes notation: spec.toPorts[0].port. A key that is not a plain
+    name (a space, a newline, a quote) is written quoted, spec.matchLabels["a b"], to keep errors one line."""
     path = ""
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not part.isprintable() or any(character in part for character in ' "[]'):
+            path += f"[{json.dumps(part)}]"
         elif not path:
             path = part
         else:
@@ -56,32 +60,71 @@ def field_path(location: Iterable[int | str]) -> str:
     return path
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     problems = []
     for entry in error.errors():
-        message = entry["msg"].removeprefix("Value error, ")
+        message = _one_line(entry["msg"].removeprefix("Value error, "))
         path = field_path(entry["loc"])
         problems.append(f"{path}: {message}" if path else message)
     return problems
 
 
-def parse_object(document: Mapping[str, Any]) -> KubeObject:
-    """Validate one API document (a dict from YAML/JSON or from the apiserver) into its model."""
+def _describe(document: Mapping[str, Any]) -> str:
+    """`Kind 'name'` for error messages, from whatever the document holds."""
     kind_name = document.get("kind")
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    what = f"{kind_name or 'object'} {name!r}" if name else str(kind_name or "object")
-    if document.get("apiVersion") != API_VERSION:
-        raise InvalidObjectError(what, [f"apiVersion: must be {API_VERSION}, not {document.get('apiVersion')!r}"])
-    kind = KINDS_BY_NAME.get(str(kind_name))
+    kind_text = kind_name if isinstance(kind_name, str) and kind_name in KINDS_BY_NAME else "object"
+    return f"{kind_text} {name!r}" if isinstance(name, str) and name else kind_text
+
+
+def parse_object(document: Any) -> KubeObject:
+    """Validate one API document (a dict from YAML/JSON or from the apiserver) into its model.
+
+    Whatever `document` holds, the only exception is InvalidObjectError: a reader of stored objects can
+    catch it, report the object (a condition, an Event) and carry on with the others.
+    """
+    if not isinstance(document, Mapping):
+        problem = f"must be a mapping with apiVersion, kind and spec, not {type(document).__name__}"
+        raise InvalidObjectError("object", [problem])
+    what = _describe(document)
+    api_version = document.get("apiVersion")
+    if api_version != API_VERSION:
+        raise InvalidObjectError(what, [f"apiVersion: must be {API_VERSION}, not {api_version!r}"])
+    kind_name = document.get("kind")
+    kind = KINDS_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         raise InvalidObjectError(what, [f"kind: must be one of {', '.join(KINDS_BY_NAME)}, not {kind_name!r}"])
     try:
         return kind.model_validate(dict(document))
     except ValidationError as error:
         raise InvalidObjectError(what, describe_errors(error)) from None
+    except RecursionError:
+        raise InvalidObjectError(what, ["nested too deeply"]) from None
+
+
+def _expand_lists(documents: list[Any]) -> list[Any]:
+    """kubectl reads a `kind: List` document (what `kubectl get -o yaml` prints) as its items."""
+    expanded: list[Any] = []
+    for document in documents:
+        if isinstance(document, dict) and document.get("kind") == "List" and isinstance(document.get("items"), list):
+            expanded.extend(document["items"])
+        else:
+            expanded.append(document)
+    return expanded
 
 
 def parse_yaml(text: str) -> list[KubeObject]:
-    """Every document of a (multi-document) YAML text, validated."""
-    return [parse_object(document) for document in yaml.safe_load_all(text) if document is not None]
+    """Every document of a (multi-document) YAML text, read as `kubectl apply -f` reads it, validated.
+
+    Raises InvalidObjectError (one line) for malformed YAML as for an invalid object.
+    """
+    try:
+        documents = load_documents(text)
+    except KubectlYamlError as error:
+        raise InvalidObjectError("YAML", [_one_line(str(error))]) from None
+    return [parse_object(document) for document in _expand_lists(documents)]

@@ -37,6 +37,8 @@ _KEY_ORDER = (
     "x-kubernetes-validations",
 )
 _DROPPED = {"title", "$defs", "$ref", "anyOf", "allOf", "const"}
+# pydantic writes a bound on a validator-wrapped type (crds._base.Int) under its own name.
+_RENAMED = {"ge": "minimum", "le": "maximum"}
 
 
 class SchemaError(ValueError):
@@ -81,6 +83,7 @@ def _resolve(node: Schema, defs: dict[str, Schema], where: str) -> Schema:
 
 def _convert(node: Schema, defs: dict[str, Schema], where: str) -> Schema:
     node = _resolve(node, defs, where)
+    node = {_RENAMED.get(key, key): value for key, value in node.items()}
     if "const" in node and "enum" not in node:
         node = {**node, "enum": [node["const"]]}
     if "type" not in node:

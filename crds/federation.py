@@ -11,7 +11,6 @@ No kind carries a private key: WireGuard private keys never leave their node.
 from __future__ import annotations
 
 import base64
-import re
 from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
@@ -19,15 +18,18 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from crds._base import (
     DNS_LABEL_PATTERN,
+    LIST_SET,
     MAX_PORTS,
     ApiModel,
     Conditions,
     Dns1035Label,
     DnsLabel,
     DnsSubdomain,
+    Int,
     IPv4,
     IPv4CIDR,
     KubeObject,
+    ObservedGeneration,
     PortName,
     PrinterColumn,
     Protocol,
@@ -35,7 +37,10 @@ from crds._base import (
     cel_quote,
     check_ipv4,
     find_condition,
+    full_match,
+    list_map,
     rule,
+    unique_by,
     validations,
 )
 
@@ -51,8 +56,7 @@ MAX_POD_CIDRS = 8
 MAX_ALLOWED_IPS = 16
 
 ClusterName = Annotated[DnsLabel, Field(description="Name of a member cluster (a DNS label).")]
-PortNumberInt = Annotated[int, Field(ge=1, le=65535)]
-ObservedGeneration = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
+PortNumberInt = Annotated[Int, Field(ge=1, le=65535)]
 
 
 def _ready_column(condition: str = "Ready", priority: int = 0) -> PrinterColumn:
@@ -103,14 +107,13 @@ class MemberClusterSpec(ApiModel):
     )
 
     pod_cidrs: (
-        Annotated[list[IPv4CIDR], Field(max_length=MAX_POD_CIDRS, json_schema_extra={"x-kubernetes-list-type": "set"})]
-        | None
+        Annotated[list[IPv4CIDR], Field(max_length=MAX_POD_CIDRS, json_schema_extra=LIST_SET), unique_by()] | None
     ) = Field(default=None, alias="podCIDRs", description="Pod CIDRs of the cluster.")
     service_cidr: IPv4CIDR | None = Field(default=None, alias="serviceCIDR", description="Service CIDR.")
-    heartbeat_period_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+    heartbeat_period_seconds: Annotated[Int, Field(ge=1, le=3600)] = Field(
         default=10, description="How often the member writes status.lastHeartbeatTime."
     )
-    heartbeat_timeout_seconds: Annotated[int, Field(ge=2, le=86400)] = Field(
+    heartbeat_timeout_seconds: Annotated[Int, Field(ge=2, le=86400)] = Field(
         default=40,
         description=("After this long without a heartbeat the cluster is not Ready and its endpoints expire."),
     )
@@ -129,8 +132,8 @@ class MemberClusterStatus(ApiModel):
     member_version: Annotated[str, Field(max_length=64)] | None = Field(
         default=None, description="Version of the member controller."
     )
-    node_count: Annotated[int, Field(ge=0)] | None = None
-    exported_services: Annotated[int, Field(ge=0)] | None = None
+    node_count: Annotated[Int, Field(ge=0)] | None = None
+    exported_services: Annotated[Int, Field(ge=0)] | None = None
     observed_generation: ObservedGeneration | None = None
     conditions: Conditions | None = Field(
         default=None,
@@ -176,7 +179,7 @@ class MemberCluster(KubeObject):
     @model_validator(mode="after")
     def _name_is_a_cluster_name(self) -> MemberCluster:
         name = self.metadata.name
-        if name is not None and (len(name) > 63 or not re.match(DNS_LABEL_PATTERN, name)):
+        if name is not None and (len(name) > 63 or not full_match(DNS_LABEL_PATTERN, name)):
             raise ValueError(f"metadata.name must be a cluster name (a DNS label), not {name!r}")
         return self
 
@@ -194,9 +197,6 @@ class MemberCluster(KubeObject):
 def _check_service_ports(ports: list[ServicePort]) -> list[ServicePort]:
     if len(ports) > 1 and any(port.name is None for port in ports):
         raise ValueError("every port needs a name when more than one port is listed")
-    keys = [(port.port, port.protocol) for port in ports]
-    if len(keys) != len(set(keys)):
-        raise ValueError("each port and protocol may appear only once")
     return ports
 
 
@@ -217,8 +217,7 @@ ServicePorts = Annotated[
         min_length=1,
         max_length=MAX_PORTS,
         json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["port", "protocol"],
+            **list_map("port", "protocol"),
             **validations(
                 rule(
                     "self.size() <= 1 || self.all(p, has(p.name))",
@@ -227,6 +226,7 @@ ServicePorts = Annotated[
             ),
         },
     ),
+    unique_by("port", "protocol"),
     AfterValidator(_check_service_ports),
 ]
 ServiceType = Literal["ClusterSetIP", "Headless"]
@@ -252,7 +252,7 @@ class ServiceProperties(ApiModel):
     type: ServiceType = Field(default="ClusterSetIP", description="ClusterSetIP (a VIP) or Headless.")
     ports: ServicePorts
     session_affinity: SessionAffinity = Field(default="None", description="None or ClientIP, from the Service.")
-    session_affinity_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    session_affinity_timeout_seconds: Annotated[Int, Field(ge=1, le=86400)] | None = None
     affinity: ClusterAffinity = Field(
         default="none",
         description="Cluster affinity: local prefers this cluster's backends, remote prefers other clusters'.",
@@ -319,7 +319,7 @@ class ServiceExport(KubeObject):
 class FederatedServiceSpec(ServiceProperties):
     """The federation-wide view of a Service exported by one or more clusters (like MCS ServiceImport)."""
 
-    ips: Annotated[list[IPv4], Field(max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"})] | None = Field(
+    ips: Annotated[list[IPv4], Field(max_length=4, json_schema_extra=LIST_SET), unique_by()] | None = Field(
         default=None, description="Federation VIPs allocated by the hub (ClusterSetIP only)."
     )
 
@@ -333,10 +333,8 @@ class FederatedServiceStatus(ApiModel):
     clusters: (
         Annotated[
             list[SourceCluster],
-            Field(
-                max_length=1024,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["cluster"]},
-            ),
+            Field(max_length=1024, json_schema_extra=list_map("cluster")),
+            unique_by("cluster"),
         ]
         | None
     ) = Field(default=None, description="Clusters whose export is merged into this service.")
@@ -405,7 +403,7 @@ class FederatedEndpoint(ApiModel):
     """One backend pod of a source cluster, with what each redirect mode needs to reach it."""
 
     addresses: Annotated[
-        list[IPv4], Field(min_length=1, max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"})
+        list[IPv4], Field(min_length=1, max_length=4, json_schema_extra=LIST_SET), unique_by()
     ] = Field(description="Pod IPv4 addresses.")
     ready: bool = Field(default=True, description="Whether the pod is Ready.")
     node_name: DnsSubdomain | None = Field(default=None, description="Node of the pod.")
@@ -416,10 +414,8 @@ class FederatedEndpoint(ApiModel):
     host_ports: (
         Annotated[
             list[HostPort],
-            Field(
-                max_length=MAX_PORTS,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port", "protocol"]},
-            ),
+            Field(max_length=MAX_PORTS, json_schema_extra=list_map("port", "protocol")),
+            unique_by("port", "protocol"),
         ]
         | None
     ) = Field(default=None, description="hostPorts the pod declares.")
@@ -453,10 +449,8 @@ class FederatedEndpointSliceSpec(ApiModel):
     ports: (
         Annotated[
             list[EndpointPort],
-            Field(
-                max_length=MAX_PORTS,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port", "protocol"]},
-            ),
+            Field(max_length=MAX_PORTS, json_schema_extra=list_map("port", "protocol")),
+            unique_by("port", "protocol"),
         ]
         | None
     ) = Field(default=None, description="Endpoint (target) ports, as in an EndpointSlice.")
@@ -523,18 +517,13 @@ class TCPLoadBalancerSpec(ApiModel):
     service: ServiceReference = Field(description="The Service of type LoadBalancer/NodePort it serves.")
     ports: Annotated[
         list[LoadBalancerPort],
-        Field(
-            min_length=1,
-            max_length=MAX_PORTS,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port", "protocol"]},
-        ),
+        Field(min_length=1, max_length=MAX_PORTS, json_schema_extra=list_map("port", "protocol")),
+        unique_by("port", "protocol"),
     ]
     endpoints: Annotated[
         list[LoadBalancerEndpoint],
-        Field(
-            max_length=MAX_ENDPOINTS,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["address"]},
-        ),
+        Field(max_length=MAX_ENDPOINTS, json_schema_extra=list_map("address")),
+        unique_by("address"),
     ] = Field(default_factory=list, description="Node endpoints; agents update them on node add/remove/failure.")
     requested_address: IPv4 | None = Field(
         default=None, description="A specific address from the pool, like Service.spec.loadBalancerIP."
@@ -544,12 +533,6 @@ class TCPLoadBalancerSpec(ApiModel):
     def _ports(self) -> TCPLoadBalancerSpec:
         if len(self.ports) > 1 and any(port.name is None for port in self.ports):
             raise ValueError("every port needs a name when more than one port is listed")
-        keys = [(port.port, port.protocol) for port in self.ports]
-        if len(keys) != len(set(keys)):
-            raise ValueError("each port and protocol may appear only once")
-        addresses = [endpoint.address for endpoint in self.endpoints]
-        if len(addresses) != len(set(addresses)):
-            raise ValueError("each endpoint address may appear only once")
         return self
 
 
@@ -635,7 +618,7 @@ ENDPOINT_MESSAGE = "must be an underlay IPv4 address and UDP port such as 172.30
 
 def _check_endpoint(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    valid = bool(sep) and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    valid = bool(sep) and full_match("[0-9]{1,5}", port) and 1 <= int(port) <= 65535
     if valid:
         try:
             check_ipv4(host)
@@ -673,7 +656,7 @@ class NodeTunnelEndpointSpec(ApiModel):
     public_key: WireGuardPublicKey
     endpoint: UnderlayEndpoint
     pod_cidrs: Annotated[
-        list[IPv4CIDR], Field(max_length=MAX_POD_CIDRS, json_schema_extra={"x-kubernetes-list-type": "set"})
+        list[IPv4CIDR], Field(max_length=MAX_POD_CIDRS, json_schema_extra=LIST_SET), unique_by()
     ] = Field(default_factory=list, alias="podCIDRs", description="Pod CIDRs routed to this node.")
 
 
@@ -685,9 +668,9 @@ class TunnelPeer(ApiModel):
     public_key: WireGuardPublicKey
     endpoint: UnderlayEndpoint
     allowed_ips: Annotated[
-        list[IPv4CIDR], Field(max_length=MAX_ALLOWED_IPS, json_schema_extra={"x-kubernetes-list-type": "set"})
+        list[IPv4CIDR], Field(max_length=MAX_ALLOWED_IPS, json_schema_extra=LIST_SET), unique_by()
     ] = Field(default_factory=list, alias="allowedIPs", description="The peer's pod CIDRs and proxy IP (/32).")
-    persistent_keepalive_seconds: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+    persistent_keepalive_seconds: Annotated[Int, Field(ge=0, le=65535)] | None = Field(
         default=None, description="WireGuard persistent keepalive; unset or 0 disables it."
     )
 
@@ -703,10 +686,8 @@ class NodeTunnelEndpointStatus(ApiModel):
     peers: (
         Annotated[
             list[TunnelPeer],
-            Field(
-                max_length=MAX_PEERS,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["cluster", "node"]},
-            ),
+            Field(max_length=MAX_PEERS, json_schema_extra=list_map("cluster", "node")),
+            unique_by("cluster", "node"),
         ]
         | None
     ) = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from crds._base import (
+    LIST_SET,
     MAX_ADDRESSES,
     MAX_PORTS,
     ApiModel,
@@ -15,15 +18,19 @@ from crds._base import (
     Conditions,
     Dns1035Label,
     DnsLabel,
+    Int,
     IPv4,
     KubeObject,
     LabelSelector,
+    ObservedGeneration,
     PodSelector,
     PortName,
     PrinterColumn,
     Protocol,
     immutable,
+    quoted_message,
     rule,
+    unique_by,
     validations,
 )
 
@@ -35,9 +42,15 @@ RedirectMode = Literal["podEndpoint", "hostPort", "nodeProxy"]
 # --- ports ---------------------------------------------------------------------------------------------
 
 
+# ASCII digits without a leading zero: then two ports are the same number exactly when they are the
+# same string, which the CEL uniqueness rule compares ("80" and "080" would otherwise both pass).
+PORT_NUMBER_PATTERN = r"^[1-9][0-9]{0,4}$"
+PORT_NUMBER_MESSAGE = "must be a port number from 1 to 65535 written as a string without leading zeros"
+
+
 def _check_port(value: str) -> str:
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise ValueError(f'must be a port number from 1 to 65535 written as a string, not "{value}"')
+    if re.fullmatch(PORT_NUMBER_PATTERN, value) is None or int(value) > 65535:
+        raise ValueError(f'{PORT_NUMBER_MESSAGE}, not "{value}"')
     return value
 
 
@@ -48,10 +61,8 @@ PortNumber = Annotated[
         description='Port number as a string, "1" to "65535".',
         json_schema_extra=validations(
             rule(
-                "self.matches('^[0-9]+$') && int(self) >= 1 && int(self) <= 65535",
-                message_expression=(
-                    "'must be a port number from 1 to 65535 written as a string, not \"' + self + '\"'"
-                ),
+                f"self.matches('{PORT_NUMBER_PATTERN}') && int(self) <= 65535",
+                message_expression=quoted_message(PORT_NUMBER_MESSAGE),
             )
         ),
     ),
@@ -134,6 +145,8 @@ PORT_PAIRING_MESSAGE = (
 
 
 class PortPairingError(ValueError):
+    """Ports that do not pair; the message is one line and says what to change."""
+
     user_facing = True
 
 
@@ -163,6 +176,36 @@ def pair_ports(frontend: list[PortInfo], backend: list[PortInfo]) -> list[tuple[
     return result
 
 
+def pair_service_ports(service_ports: Sequence[PortInfo], backend: list[PortInfo]) -> list[tuple[PortInfo, PortInfo]]:
+    """Pair every port of a Service with a backend port, for a serviceMatcher that omits toPorts.
+
+    The frontend is then all of the Service's ports. A Service with a single port pairs with a backend
+    that lists a single port, whatever their names. Otherwise each Service port pairs with the backend
+    port of its name. Protocols must match. Backend ports that no Service port names are unused.
+    Raises PortPairingError naming the first Service port left without a backend port.
+    """
+    candidates: list[tuple[PortInfo, PortInfo | None]]
+    if len(service_ports) == 1 and len(backend) == 1:
+        candidates = [(service_ports[0], backend[0])]
+    else:
+        by_name = {port.name: port for port in backend if port.name is not None}
+        candidates = [(port, by_name.get(port.name) if port.name is not None else None) for port in service_ports]
+    result: list[tuple[PortInfo, PortInfo]] = []
+    for service_port, back in candidates:
+        described = f"{service_port.name or 'unnamed'} ({service_port.port}/{service_port.protocol})"
+        if back is None:
+            raise PortPairingError(
+                f"Service port {described} has no backend port of the same name: the policy omits"
+                " frontend toPorts, so every Service port needs a backend port named like it"
+            )
+        if back.protocol != service_port.protocol:
+            raise PortPairingError(
+                f"Service port {described} pairs with backend port {back.port}/{back.protocol}: the protocols differ"
+            )
+        result.append((service_port, back))
+    return result
+
+
 @dataclass(frozen=True)
 class _PortsInCel:
     """CEL views of one side's toPorts, which may sit under either of two variants."""
@@ -186,7 +229,8 @@ def _port_keys(list_expression: str) -> str:
 
 
 def _pairing_rules(valid_guard: str, front: _PortsInCel, back: _PortsInCel) -> tuple[CelRule, ...]:
-    """CEL rules pairing frontend and backend ports; they mirror pair_ports()."""
+    """CEL rules pairing frontend and backend ports; they mirror pair_ports(). `valid_guard` holds when
+    both sides have exactly one variant and the frontend lists its ports."""
     # A static message: string(int) has an unbounded estimated size, which the CEL cost check refuses.
     count = rule(f"!({valid_guard}) || {front.count} == {back.count}", PORT_COUNT_MESSAGE, field_path=".backend")
     unnamed = f"({front.keys}.exists(k, k.startsWith('/')) || {back.keys}.exists(k, k.startsWith('/')))"
@@ -211,7 +255,13 @@ class ServiceMatcher(ApiModel):
 
     namespace: DnsLabel = Field(description="Namespace of the Service.")
     service_name: Dns1035Label = Field(description="Name of the Service.")
-    to_ports: FrontendPorts = Field(description="Service ports the policy takes over.")
+    to_ports: FrontendPorts | None = Field(
+        default=None,
+        description=(
+            "Service ports the policy takes over. When omitted, all of the Service's ports: each pairs with"
+            " the backend port of its name (or, for a single-port Service, with a single backend port)."
+        ),
+    )
 
 
 class AddressMatcher(ApiModel):
@@ -242,13 +292,28 @@ class Frontend(ApiModel):
         return self
 
     @property
-    def to_ports(self) -> list[PortInfo]:
+    def to_ports(self) -> list[PortInfo] | None:
+        """The listed frontend ports; None for a serviceMatcher that takes all of its Service's ports."""
         matcher = self.service_matcher or self.address_matcher
         assert matcher is not None
         return matcher.to_ports
 
 
-FRONTEND_VALID = "has(self.frontend.serviceMatcher) != has(self.frontend.addressMatcher)"
+def _spec_port_pairs(
+    frontend: Frontend, backend: list[PortInfo], service_ports: Sequence[PortInfo] | None
+) -> list[tuple[PortInfo, PortInfo]]:
+    listed = frontend.to_ports
+    if listed is not None:
+        return pair_ports(listed, backend)
+    if service_ports is None:
+        raise PortPairingError("the policy omits frontend toPorts: pass the Service's ports to pair them")
+    return pair_service_ports(service_ports, backend)
+
+
+FRONTEND_VALID = (
+    "has(self.frontend.serviceMatcher) != has(self.frontend.addressMatcher)"
+    " && (!has(self.frontend.serviceMatcher) || has(self.frontend.serviceMatcher.toPorts))"
+)
 FRONTEND_PORTS = _PortsInCel.of(
     "self.frontend.serviceMatcher", "self.frontend.serviceMatcher.toPorts", "self.frontend.addressMatcher.toPorts"
 )
@@ -271,22 +336,13 @@ class ServiceEndpoint(ApiModel):
     to_ports: BackendPorts = Field(description="Backend ports, paired with the frontend ports.")
 
 
-def _check_unique_addresses(addresses: list[str]) -> list[str]:
-    seen: set[str] = set()
-    for address in addresses:
-        if address in seen:
-            raise ValueError(f"duplicate address {address}")
-        seen.add(address)
-    return addresses
-
-
 class AddressEndpoint(ApiModel):
     """Backend of fixed IPv4 addresses."""
 
     addresses: Annotated[
         list[IPv4],
-        Field(min_length=1, max_length=MAX_ADDRESSES, json_schema_extra={"x-kubernetes-list-type": "set"}),
-        AfterValidator(_check_unique_addresses),
+        Field(min_length=1, max_length=MAX_ADDRESSES, json_schema_extra=LIST_SET),
+        unique_by(),
     ] = Field(description="Backend IPv4 addresses.")
     to_ports: BackendPorts = Field(description="Backend ports, paired with the frontend ports.")
 
@@ -338,10 +394,10 @@ BALANCING_BACKEND_PORTS = _PortsInCel.of(
 class PolicyStatus(ApiModel):
     """Observed state, written by the controllers."""
 
-    observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+    observed_generation: ObservedGeneration | None = Field(
         default=None, description="The metadata.generation the status describes."
     )
-    backend_count: Annotated[int, Field(ge=0)] | None = Field(
+    backend_count: Annotated[Int, Field(ge=0)] | None = Field(
         default=None, description="Number of backends currently resolved for the frontend."
     )
     conditions: Conditions | None = Field(
@@ -372,8 +428,14 @@ class BalancingPolicySpec(ApiModel):
 
     @model_validator(mode="after")
     def _ports_pair(self) -> BalancingPolicySpec:
-        pair_ports(self.frontend.to_ports, self.backend.to_ports)
+        if self.frontend.to_ports is not None:
+            pair_ports(self.frontend.to_ports, self.backend.to_ports)
         return self
+
+    def port_pairs(self, service_ports: Sequence[PortInfo] | None = None) -> list[tuple[PortInfo, PortInfo]]:
+        """(frontend port, backend port) pairs to program. `service_ports`: the frontend Service's TCP and
+        UDP ports, needed when the serviceMatcher omits toPorts (see pair_service_ports)."""
+        return _spec_port_pairs(self.frontend, self.backend.to_ports, service_ports)
 
 
 def _policy_columns(extra: tuple[PrinterColumn, ...]) -> tuple[PrinterColumn, ...]:
@@ -459,7 +521,7 @@ class LocalRedirectPolicyConfig(ApiModel):
     node_label_selector: LabelSelector | None = Field(
         default=None, description="Nodes that apply the policy; all nodes when unset."
     )
-    redirect_qos_limit: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(
+    redirect_qos_limit: Annotated[Int, Field(ge=0, le=1_000_000_000)] | None = Field(
         default=None,
         description=(
             "At most this many redirects per frontend per second on each node; the overflow follows"
@@ -490,13 +552,18 @@ class LocalRedirectPolicySpec(ApiModel):
 
     @model_validator(mode="after")
     def _ports_pair(self) -> LocalRedirectPolicySpec:
-        pair_ports(self.frontend.to_ports, self.backend.to_ports)
+        if self.frontend.to_ports is not None:
+            pair_ports(self.frontend.to_ports, self.backend.to_ports)
         return self
+
+    def port_pairs(self, service_ports: Sequence[PortInfo] | None = None) -> list[tuple[PortInfo, PortInfo]]:
+        """As BalancingPolicySpec.port_pairs."""
+        return _spec_port_pairs(self.frontend, self.backend.to_ports, service_ports)
 
 
 def _check_service_id(annotations: dict[str, str] | None) -> None:
     value = (annotations or {}).get(SERVICE_ID_ANNOTATION)
-    if value is not None and not (value.isdigit() and 0 < int(value) < 2**32):
+    if value is not None and not (re.fullmatch("[0-9]{1,10}", value) and 0 < int(value) < 2**32):
         raise ValueError(
             f"metadata.annotations[{SERVICE_ID_ANNOTATION}] must be a number from 1 to 4294967295, not {value!r}"
         )

@@ -1,6 +1,6 @@
 """`balancing datapath ...` verbs.
 
-The socket load balancer verbs (apply, explain, dump, events, detach) live in `datapath.lb_cli`;
+The socket load balancer verbs (apply, explain, dump, events, detach) live in `datapath.lb.cli`;
 the tunnel verbs (`balancing datapath tunnel ...`) live in `datapath.tunnel.cli`.
 Each provides `register(subparsers)`.
 """
@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Any
 
-SUBCOMMAND_MODULES = ("datapath.lb_cli", "datapath.tunnel.cli")
+SUBCOMMAND_MODULES = ("datapath.lb.cli", "datapath.tunnel.cli")
 
 
 def register(subparsers: Any) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from datapath.process import stop_process
+from datapath import stop_process
 
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
 BPFFS_ROOT = Path("/sys/fs/bpf")

@@ -8,6 +8,7 @@ Each node publishes its public key (`balancing datapath tunnel pubkey`), the hub
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -16,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datapath.tunnel.spec import DEFAULT_LISTEN_PORT
+from datapath.tunnel import DEFAULT_LISTEN_PORT
 from hub.mesh import MeshPlan, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus, plan_mesh
 from lab.addressing import NODE_PROXY_POOL
 from lab.host import LabError
+from lab.state import NODE_INDEX_DIR
 from lab.testing import Federation
 from member.tunnels import tunnel_state
 
@@ -36,6 +38,7 @@ class LabMesh:
         result = subprocess.run(
             [sys.executable, "-m", "balancing", "datapath", "tunnel", verb, "--node", node, *args],
             capture_output=True, text=True, timeout=120,
+            env={**os.environ, "BALANCING_NODE_INDEX_DIR": str(NODE_INDEX_DIR)},  # the lab's nodes, not the host's
         )
         if check and result.returncode != 0:
             raise LabError(f"tunnel {verb} --node {node} failed ({result.returncode}): {result.stderr.strip()}")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datapath.process import process_start_time, stop_process
+from datapath import process_start_time, stop_process
 from lab import host
 
 LAB_DIR = Path(os.environ.get("BALANCING_LAB_DIR", "/run/balancing-lab"))

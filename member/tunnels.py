@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from datapath.tunnel.spec import DEFAULT_LISTEN_PORT
+from datapath.tunnel import DEFAULT_LISTEN_PORT
 
 
 class PeerLike(Protocol):

@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from datapath.lb import abi
-from datapath.lb.state import MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, Capacity
-from datapath.tunnel import spec as tunnel_spec
+from datapath import DEFAULT_NODE_INDEX_DIR, tunnel
+from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, Capacity, Tier
 from hub import mesh
 from lab import addressing, kubeapi, kubelet, podspec
 
@@ -26,24 +25,35 @@ def _c_define(name: str) -> str:
 
 def test_socket_lb_capacities_and_limits() -> None:
     capacity = Capacity()
-    assert (capacity.frontends, capacity.slots, capacity.policies) == (65536, 262144, 16384)
+    assert (capacity.frontends, capacity.slots, capacity.policies) == (65536, 262144, 131072)
+    assert (capacity.nodes, capacity.skips) == (16384, 65536)
     assert capacity.backends == 131072  # half the slots: room for an atomic swap of every set
+    assert capacity.policy_names == 65536  # half the names: new names fit beside the old ones
+    assert capacity.skip_entries == 32768
     assert _c_define("BF_LB4_FRONTENDS_MAX") == str(capacity.frontends)
     assert _c_define("BF_LB4_SLOTS_MAX") == str(capacity.slots)
     assert _c_define("BF_LB4_POLICIES_MAX") == str(capacity.policies)
+    assert _c_define("BF_LB4_NODES_MAX") == str(capacity.nodes)
+    assert _c_define("BF_LB4_SKIPS_MAX") == str(capacity.skips)
     assert _c_define("BF_LB4_AFFINITY_MAX") == "131072"
     assert _c_define("BF_LB4_EVENTS_BYTES") == "(4 * 1024 * 1024)"
     assert MAX_BACKENDS_PER_FRONTEND == 16384
     assert MAX_AFFINITY_TIMEOUT_S == 86400  # Kubernetes' own limit for ClientIP affinity
-    assert abi.LAYOUT_VERSION == 1
-    assert [int(tier) for tier in (abi.Tier.LOCAL_REDIRECT, abi.Tier.BALANCING, abi.Tier.SERVICE)] == [0, 1, 2]
+    assert LAYOUT_VERSION == 2
+    assert NODE_PORT_ANY == "0.0.0.0"
+    assert [int(tier) for tier in (Tier.LOCAL_REDIRECT, Tier.BALANCING, Tier.SERVICE)] == [0, 1, 2]
+
+
+def test_datapath_paths() -> None:
+    assert str(DEFAULT_NODE_INDEX_DIR) == "/run/balancing/nodes"  # the product's, not the lab's
+    assert not str(DEFAULT_NODE_INDEX_DIR).startswith("/run/balancing-lab")
 
 
 def test_tunnel_defaults() -> None:
-    assert tunnel_spec.DEFAULT_INTERFACE == "bfwg0"
-    assert tunnel_spec.DEFAULT_LISTEN_PORT == 51820
-    assert tunnel_spec.DEFAULT_KEEPALIVE == 25
-    assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel_spec.DEFAULT_KEEPALIVE
+    assert tunnel.DEFAULT_INTERFACE == "bfwg0"
+    assert tunnel.DEFAULT_LISTEN_PORT == 51820
+    assert tunnel.DEFAULT_KEEPALIVE == 25
+    assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel.DEFAULT_KEEPALIVE
 
 
 def test_lab_defaults() -> None:

@@ -30,7 +30,7 @@ def test_an_installed_wheel_builds_the_bpf_object_from_its_own_sources(tmp_path:
     subprocess.run([str(venv / "bin" / "pip"), "install", "--no-deps", "-q", str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "BALANCING_CACHE": str(tmp_path / "cache"), "PYTHONPATH": ""}
-    located = subprocess.run([str(venv / "bin" / "python"), "-c", "import datapath.build as b; print(b.source_dir())"],
+    located = subprocess.run([str(venv / "bin" / "python"), "-c", "import datapath; print(datapath.bpf_source_dir())"],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert located.stdout.strip() == str(venv / "share" / "balancing" / "bpf"), located.stderr
     built = subprocess.run([str(venv / "bin" / "balancing"), "datapath", "build"],

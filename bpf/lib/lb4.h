@@ -15,8 +15,10 @@ struct lb4_decision {
 	__u8 result;
 	__u8 declined_empty;
 	__u8 declined_qos;
+	__u8 declined_self;
 	__u8 affinity_hit;
 	__u8 matched;
+	__u8 reject; /* the last matching tier rejects when it declines */
 };
 
 static __always_inline void lb4_stat_inc(__u32 counter)
@@ -123,6 +125,34 @@ static __always_inline bool __lb4_pick(const struct bf_lb4_fe_key *key, struct b
 	return false;
 }
 
+/* Whether a NodePort (0.0.0.0) frontend may match `address`: a node address, or 127.0.0.0/8. */
+static __always_inline bool __lb4_is_node_address(__be32 address)
+{
+	if ((bpf_ntohl(address) >> 24) == 127)
+		return true;
+	return bpf_map_lookup_elem(&bf_lb4_node_v1, &address) != NULL;
+}
+
+/* Whether the calling process sits in a cgroup this frontend entry skips, or below one. Only the
+ * levels named in skip_levels are looked at (usually one), and none when the frontend skips nobody. */
+static __always_inline bool __lb4_skips_client(const struct bf_lb4_fe *fe)
+{
+	struct bf_lb4_skip_key key = { .frontend_id = fe->frontend_id };
+	__u32 levels = fe->skip_levels;
+	int level;
+
+	for (level = 0; level < BF_CGROUP_LEVELS && levels; level++, levels >>= 1) {
+		if (!(levels & 1))
+			continue;
+		key.cgroup_id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!key.cgroup_id)
+			return false; /* the client's cgroup is above this level */
+		if (bpf_map_lookup_elem(&bf_lb4_skip_v1, &key))
+			return true;
+	}
+	return false;
+}
+
 /* Resolve one destination through the tiers. Returns false when no tier has the frontend. */
 static __always_inline bool lb4_resolve(__be32 address, __be16 port, __u8 protocol, __u64 netns_cookie,
 					struct lb4_decision *decision)
@@ -131,6 +161,7 @@ static __always_inline bool lb4_resolve(__be32 address, __be16 port, __u8 protoc
 	__u64 now = bpf_ktime_get_ns();
 	struct bf_lb4_fe *found;
 	struct bf_lb4_fe fe;
+	int node_address = -1; /* looked up once, when a tier has no exact entry */
 	int tier;
 
 	decision->tier = BF_TIER_NONE;
@@ -138,13 +169,28 @@ static __always_inline bool lb4_resolve(__be32 address, __be16 port, __u8 protoc
 #pragma unroll
 	for (tier = 0; tier < BF_TIERS; tier++) {
 		key.tier = tier;
+		key.address = address;
 		found = bpf_map_lookup_elem(&BF_LB4_FE_MAP, &key);
+		if (!found && address) { /* an exact frontend wins over the NodePort one within a tier */
+			if (node_address < 0)
+				node_address = __lb4_is_node_address(address);
+			if (node_address) {
+				key.address = 0;
+				found = bpf_map_lookup_elem(&BF_LB4_FE_MAP, &key);
+			}
+		}
 		if (!found)
 			continue;
 		fe = *found;
 		decision->matched = 1;
 		decision->tier = tier;
 		decision->policy_id = fe.policy_id;
+		decision->reject = fe.flags & BF_FE_REJECT_WHEN_EMPTY;
+		if (__lb4_skips_client(&fe)) {
+			decision->declined_self |= 1 << tier;
+			decision->result = BF_RESULT_DECLINED_SELF;
+			continue;
+		}
 		decision->affinity_hit = __lb4_affinity_get(&fe, netns_cookie, now, &decision->backend);
 		if (!decision->affinity_hit && !__lb4_pick(&key, &fe, &decision->backend)) {
 			decision->declined_empty |= 1 << tier;
@@ -162,6 +208,8 @@ static __always_inline bool lb4_resolve(__be32 address, __be16 port, __u8 protoc
 		decision->result = BF_RESULT_REDIRECTED;
 		return true;
 	}
+	if (decision->matched && decision->reject)
+		decision->result = BF_RESULT_REJECTED;
 	return decision->matched;
 }
 

@@ -8,15 +8,16 @@
 
 #include "types.h"
 
-#define BF_LB4_LAYOUT 1
+#define BF_LB4_LAYOUT 2
 
 /* The frontend map's name is a macro so that a test can build a layout bump
  * (-DBF_LB4_FE_MAP=bf_lb4_fe_v2) and prove the loader swaps layouts without an outage. */
 #ifndef BF_LB4_FE_MAP
-#define BF_LB4_FE_MAP bf_lb4_fe_v1
+#define BF_LB4_FE_MAP bf_lb4_fe_v2
 #endif
 
-/* Frontends: (address, port, protocol, tier) -> backend set, options and policy. */
+/* Frontends: (address, port, protocol, tier) -> backend set, options and policy. Address 0.0.0.0 is a
+ * NodePort frontend: it matches any address in bf_lb4_node or 127.0.0.0/8 with no exact entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BF_LB4_FRONTENDS_MAX);
@@ -43,6 +44,26 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bf_lb4_mem_v1 SEC(".maps");
+
+/* Node addresses: the addresses NodePort (0.0.0.0) frontends match, besides 127.0.0.0/8. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_NODES_MAX);
+	__type(key, __be32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_node_v1 SEC(".maps");
+
+/* Skipped clients: (frontend id, cgroup id) -> the cgroup's level; consulted only at the levels a
+ * frontend's skip_levels names, so a frontend without skip entries pays nothing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BF_LB4_SKIPS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bf_lb4_skip_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bf_lb4_skip_v1 SEC(".maps");
 
 /* Session affinity: (client netns cookie, frontend id) -> last backend and when it was used. */
 struct {
@@ -97,7 +118,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bf_lb4_policy);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bf_lb4_pol_v1 SEC(".maps");
+} bf_lb4_pol_v2 SEC(".maps");
 
 /* Writer metadata: layout version and id allocators (one element), written by userspace only. */
 struct {

@@ -98,11 +98,14 @@ static __always_inline void sock4_emit(__be32 address, __be16 port, __u8 protoco
 	event->declined_empty = decision->declined_empty;
 	event->declined_qos = decision->declined_qos;
 	event->affinity_hit = decision->affinity_hit;
+	event->declined_self = decision->declined_self;
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* Forward translation for connect4 and sendmsg4: frontend -> backend, then record the reverse. */
-static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
+/* Forward translation for connect4 and sendmsg4: frontend -> backend, then record the reverse.
+ * Returns the hook's verdict: 1 lets the call proceed, 0 fails it with ECONNREFUSED (a rejecting
+ * frontend that no tier resolved). */
+static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct lb4_decision decision = {};
 	__u64 netns_cookie, socket_cookie;
@@ -111,10 +114,10 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook
 	__u8 protocol = ctx->protocol;
 
 	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
-		return;
+		return 1;
 	netns_cookie = bpf_get_netns_cookie(ctx);
 	if (!lb4_resolve(address, port, protocol, netns_cookie, &decision))
-		return; /* not a frontend: no event, no cost beyond the lookups */
+		return 1; /* not a frontend: no event, no cost beyond the lookups */
 	socket_cookie = bpf_get_socket_cookie(ctx);
 	if (decision.result == BF_RESULT_REDIRECTED) {
 		ctx->user_ip4 = decision.backend.address;
@@ -123,10 +126,18 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook
 		lb4_stat_inc(BF_STAT_REDIRECTED);
 		if (decision.affinity_hit)
 			lb4_stat_inc(BF_STAT_AFFINITY_HIT);
-	} else {
-		lb4_stat_inc(decision.result == BF_RESULT_DECLINED_QOS ? BF_STAT_DECLINED_QOS : BF_STAT_NO_BACKEND);
+	} else if (decision.result == BF_RESULT_REJECTED) {
+		lb4_stat_inc(BF_STAT_REJECTED);
+	} else if (decision.result == BF_RESULT_DECLINED_QOS) {
+		lb4_stat_inc(BF_STAT_DECLINED_QOS);
+	} else if (decision.result == BF_RESULT_NO_BACKEND) {
+		lb4_stat_inc(BF_STAT_NO_BACKEND);
 	}
 	sock4_emit(address, port, protocol, hook, netns_cookie, socket_cookie, &decision);
+	if (decision.result != BF_RESULT_REJECTED)
+		return 1;
+	bpf_set_retval(-BF_ECONNREFUSED);
+	return 0;
 }
 
 #endif /* BF_SOCK4_H */

@@ -21,6 +21,8 @@ struct bf_lb4_fe {
 	__u32 policy_id;          /* key of bf_lb4_pol; 0 = unnamed */
 	__u32 affinity_timeout_s; /* sessionAffinity ClientIP timeout; 0 = no affinity */
 	__u32 qos_limit;          /* redirects per frontend per second; 0 = unlimited */
+	__u32 flags;              /* BF_FE_* */
+	__u32 skip_levels;        /* bit per cgroup level holding a skipped cgroup (bf_lb4_skip); 0 = none */
 };
 
 struct bf_lb4_slot_key {
@@ -82,6 +84,13 @@ struct bf_lb4_sock {
 	__u16 pad2;
 };
 
+/* A client cgroup whose processes (and those of its descendants) one frontend entry skips. */
+struct bf_lb4_skip_key {
+	__u32 frontend_id;
+	__u32 pad;
+	__u64 cgroup_id;
+};
+
 struct bf_lb4_policy {
 	char name[BF_POLICY_NAME_LEN];
 };
@@ -111,7 +120,8 @@ struct bf_lb4_event {
 	__u8 declined_empty; /* bit per tier: matched but had no backend */
 	__u8 declined_qos;   /* bit per tier: matched but was over its QoS limit */
 	__u8 affinity_hit;
-	__u8 pad[5];
+	__u8 declined_self;  /* bit per tier: matched but skips this client (one of its backends) */
+	__u8 pad[4];
 };
 
 #endif /* BF_TYPES_H */

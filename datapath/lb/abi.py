@@ -1,19 +1,22 @@
 """The kernel ABI of the socket load balancer: ctypes mirrors of bpf/lib/types.h, constants, map names.
 
-The ctypes classes are the single description of each layout; `packer()` derives a `struct.Struct`
-from a mirror for fast bulk packing. tests/datapath/test_abi.py checks every mirror against the
-compiled object's BTF (size and member offsets). Addresses and ports are kept in network byte
+The ctypes classes are the single description of each layout; datapath.lb.codec derives its packers
+from them and is the only module that packs or unpacks map keys and values.
+tests/datapath/test_abi.py checks every mirror against the compiled object's BTF (size and member
+offsets) and every constant against the C headers. Addresses and ports are kept in network byte
 order, as in the kernel: the `Be32`/`Be16` marker types pack from and to raw bytes.
 """
 
 from __future__ import annotations
 
 import ctypes
-import struct
 from enum import IntEnum
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 POLICY_NAME_LEN = 256
+CGROUP_LEVELS = 32  # bits of bf_lb4_fe.skip_levels
+LEVEL_UNKNOWN = 255  # the level recorded for a skipped cgroup that no longer exists
+ECONNREFUSED = 111
 
 
 class Be32(ctypes.c_uint32):
@@ -47,6 +50,12 @@ class Result(IntEnum):
     REDIRECTED = 1
     NO_BACKEND = 2
     DECLINED_QOS = 3
+    REJECTED = 4
+    DECLINED_SELF = 5
+
+
+class FrontendFlag(IntEnum):
+    REJECT_WHEN_EMPTY = 1
 
 
 class Stat(IntEnum):
@@ -57,6 +66,7 @@ class Stat(IntEnum):
     SET_RETRY = 4
     EVENTS_DROPPED = 5
     REVERSE_HIT = 6
+    REJECTED = 7
 
 
 STATS = 8
@@ -78,6 +88,8 @@ class Frontend(ctypes.Structure):
         ("policy_id", ctypes.c_uint32),
         ("affinity_timeout_s", ctypes.c_uint32),
         ("qos_limit", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("skip_levels", ctypes.c_uint32),
     ]
 
 
@@ -128,6 +140,10 @@ class Sock(ctypes.Structure):
     ]
 
 
+class SkipKey(ctypes.Structure):
+    _fields_ = [("frontend_id", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("cgroup_id", ctypes.c_uint64)]
+
+
 class Policy(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * POLICY_NAME_LEN)]
 
@@ -160,7 +176,8 @@ class Event(ctypes.Structure):
         ("declined_empty", ctypes.c_uint8),
         ("declined_qos", ctypes.c_uint8),
         ("affinity_hit", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 5),
+        ("declined_self", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 4),
     ]
 
 
@@ -177,13 +194,14 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "bf_lb4_rev_key": ReverseKey,
     "bf_lb4_rev": Reverse,
     "bf_lb4_sock": Sock,
+    "bf_lb4_skip_key": SkipKey,
     "bf_lb4_policy": Policy,
     "bf_lb4_meta": Meta,
     "bf_lb4_event": Event,
 }
 
 # Map names (at most 15 characters), with the key and value layout each one must have.
-MAP_FRONTENDS = "bf_lb4_fe_v1"
+MAP_FRONTENDS = "bf_lb4_fe_v2"
 MAP_BACKENDS = "bf_lb4_be_v1"
 MAP_MEMBERS = "bf_lb4_mem_v1"
 MAP_AFFINITY = "bf_lb4_aff_v1"
@@ -191,7 +209,9 @@ MAP_QOS = "bf_lb4_qos_v1"
 MAP_REVERSE = "bf_lb4_rev_v1"
 MAP_SOCKETS = "bf_lb4_sk_v1"
 MAP_EVENTS = "bf_lb4_evt_v1"
-MAP_POLICIES = "bf_lb4_pol_v1"
+MAP_POLICIES = "bf_lb4_pol_v2"
+MAP_NODES = "bf_lb4_node_v1"
+MAP_SKIPS = "bf_lb4_skip_v1"
 MAP_META = "bf_lb4_meta_v1"
 MAP_STATS = "bf_lb4_stat_v1"
 MAP_PREFIX = "bf_lb4_"
@@ -207,6 +227,8 @@ MAP_LAYOUTS: dict[str, tuple[int, int]] = {
     MAP_SOCKETS: (4, ctypes.sizeof(Sock)),
     MAP_EVENTS: (0, 0),
     MAP_POLICIES: (4, ctypes.sizeof(Policy)),
+    MAP_NODES: (4, 1),
+    MAP_SKIPS: (ctypes.sizeof(SkipKey), 1),
     MAP_META: (4, ctypes.sizeof(Meta)),
     MAP_STATS: (4, 8),
 }
@@ -218,54 +240,3 @@ PROGRAMS: tuple[tuple[str, str], ...] = (
     ("bf_sock4_recvmsg", "recvmsg4"),
     ("bf_sock4_getpeername", "getpeername4"),
 )
-
-_CODES: dict[type, str] = {
-    ctypes.c_uint8: "B",
-    ctypes.c_uint16: "H",
-    ctypes.c_uint32: "I",
-    ctypes.c_uint64: "Q",
-    Be16: "2s",
-    Be32: "4s",
-}
-
-
-def _format(mirror: type[ctypes.Structure]) -> str:
-    codes: list[str] = []
-    position = 0
-    for name, field_type, *_bits in mirror._fields_:
-        offset = getattr(mirror, name).offset
-        if offset > position:
-            codes.append(f"{offset - position}x")
-        if field_type in _CODES:
-            codes.append(_CODES[field_type])
-        elif issubclass(field_type, ctypes.Array):
-            codes.append(f"{ctypes.sizeof(field_type)}s")
-        elif isinstance(field_type, type) and issubclass(field_type, ctypes.Structure):
-            codes.append(_format(field_type))
-        else:
-            raise TypeError(f"{mirror.__name__}.{name}: no struct code for {field_type}")
-        position = offset + ctypes.sizeof(field_type)
-    if ctypes.sizeof(mirror) > position:
-        codes.append(f"{ctypes.sizeof(mirror) - position}x")
-    return "".join(codes)
-
-
-def packer(mirror: type[ctypes.Structure]) -> struct.Struct:
-    """A native-order `struct.Struct` with exactly the mirror's layout (nested structs flattened)."""
-    return struct.Struct("=" + _format(mirror))
-
-
-FRONTEND_KEY = packer(FrontendKey)
-FRONTEND = packer(Frontend)
-SLOT_KEY = packer(SlotKey)
-BACKEND = packer(Backend)
-MEMBER_KEY = packer(MemberKey)
-AFFINITY_KEY = packer(AffinityKey)
-AFFINITY = packer(Affinity)
-QOS = packer(Qos)
-REVERSE_KEY = packer(ReverseKey)
-REVERSE = packer(Reverse)
-META = packer(Meta)
-EVENT = packer(Event)
-U32 = struct.Struct("=I")
-U64 = struct.Struct("=Q")

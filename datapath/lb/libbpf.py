@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from datapath.lb.errors import KernelError
+from datapath.errors import KernelError
 
 LIBBPF_NAMES = ("libbpf.so.1", "libbpf.so")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datapath.errors import DatapathError, KernelError
 from datapath.lb import abi, bpfsys
-from datapath.lb.errors import DatapathError, KernelError
 from datapath.lb.libbpf import BpfObject
 from datapath.lb.maps import LbMaps
 
@@ -62,14 +62,14 @@ def _filesystem_of(path: Path) -> str:
     return kind
 
 
-def check_cgroup(cgroup: Path) -> int:
+def check_cgroup(cgroup: Path, allow_root: bool = False) -> int:
     """The cgroup id of a cgroup v2 directory that is not the root; raise DatapathError otherwise."""
     if not cgroup.is_dir() or not (cgroup / "cgroup.procs").exists():
         raise DatapathError(f"--cgroup {cgroup}: not a cgroup directory")
     if _filesystem_of(cgroup) != CGROUP2_MAGIC_FS:
         raise DatapathError(f"--cgroup {cgroup}: not on a cgroup2 filesystem")
     resolved = str(cgroup.resolve())
-    if any(resolved == mount for mount, kind in _mounts() if kind == CGROUP2_MAGIC_FS):
+    if not allow_root and any(resolved == mount for mount, kind in _mounts() if kind == CGROUP2_MAGIC_FS):
         raise DatapathError(
             f"--cgroup {cgroup}: refusing the cgroup2 root, it would rewrite every process on the machine; "
             "give the node's own cgroup"
@@ -138,6 +138,7 @@ def load(
     cgroup: Path,
     object_path: Path,
     fill: Callable[[LbMaps, bool], None] | None = None,
+    allow_cgroup_root: bool = False,
 ) -> tuple[LoadReport, LbMaps]:
     """Load `object_path` with maps pinned under `bpffs_dir`, let `fill` reconcile the maps, then
     attach every program to `cgroup` (or swap it into the existing link), then drop stale pins.
@@ -145,7 +146,7 @@ def load(
     `fill(maps, upgrading)` is told whether older-layout pins are still in use by the running
     programs, in which case nothing that only they reference may be deleted yet.
     Returns the report and the open maps; the caller closes them."""
-    cgroup_id = check_cgroup(cgroup)
+    cgroup_id = check_cgroup(cgroup, allow_cgroup_root)
     check_bpffs(bpffs_dir, create=True)
     existing = []
     for link in attached_links(bpffs_dir):
@@ -166,9 +167,9 @@ def load(
             current_maps = set(bpf_object.map_names())
             upgrading = bool(existing) and bool(_stale_pins(bpffs_dir, current_maps))
             maps = LbMaps(bpffs_dir)
-            layout, next_frontend, next_set, next_policy = maps.read_meta()
-            if layout == 0:  # freshly created maps
-                maps.write_meta(max(next_frontend, 1), max(next_set, 1), max(next_policy, 1))
+            meta = maps.read_meta()
+            if meta.layout == 0:  # freshly created maps
+                maps.write_meta(max(meta.next_frontend_id, 1), max(meta.next_set_id, 1), max(meta.next_policy_id, 1))
             if fill is not None:
                 fill(maps, upgrading)
             _attach_all(bpf_object, bpffs_dir, cgroup, existing, report)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datapath.errors import DatapathError, KernelError
 from datapath.lb import abi
 from datapath.lb.bpfsys import BPF_MAP_TYPE_RINGBUF, Map
-from datapath.lb.errors import DatapathError, KernelError
+from datapath.lb.codec import Meta, decode_meta, decode_percpu_sum, encode_meta, u32
+from datapath.lb.state import Capacity
 
 
 class LbMaps:
@@ -82,6 +84,14 @@ class LbMaps:
         return self._maps[abi.MAP_POLICIES]
 
     @property
+    def nodes(self) -> Map:
+        return self._maps[abi.MAP_NODES]
+
+    @property
+    def skips(self) -> Map:
+        return self._maps[abi.MAP_SKIPS]
+
+    @property
     def meta(self) -> Map:
         return self._maps[abi.MAP_META]
 
@@ -89,19 +99,27 @@ class LbMaps:
     def stats(self) -> Map:
         return self._maps[abi.MAP_STATS]
 
-    def read_meta(self) -> tuple[int, int, int, int]:
-        raw = self.meta.lookup(abi.U32.pack(0))
-        layout, next_frontend, next_set, next_policy = abi.META.unpack(raw or bytes(abi.META.size))
-        return layout, next_frontend, next_set, next_policy
+    def capacity(self) -> Capacity:
+        """What these maps can hold: their real sizes, whatever the build's defaults."""
+        return Capacity(
+            frontends=self.frontends.max_entries,
+            slots=self.backends.max_entries,
+            policies=self.policies.max_entries,
+            nodes=self.nodes.max_entries,
+            skips=self.skips.max_entries,
+        )
+
+    def read_meta(self) -> Meta:
+        return decode_meta(self.meta.lookup(u32(0)))
 
     def write_meta(self, next_frontend: int, next_set: int, next_policy: int) -> None:
-        self.meta.update(abi.U32.pack(0), abi.META.pack(abi.LAYOUT_VERSION, next_frontend, next_set, next_policy))
+        self.meta.update(u32(0), encode_meta(next_frontend, next_set, next_policy))
 
     def read_stats(self) -> dict[str, int]:
         """Counters summed over CPUs, by name."""
         totals: dict[str, int] = {}
-        width = self.stats.value_size // 8
+        cpus = self.stats.value_size // 8
         for stat in abi.Stat:
-            raw = self.stats.lookup(abi.U32.pack(stat.value)) or bytes(self.stats.value_size)
-            totals[stat.name.lower()] = sum(abi.U64.unpack_from(raw, cpu * 8)[0] for cpu in range(width))
+            raw = self.stats.lookup(u32(stat.value)) or bytes(self.stats.value_size)
+            totals[stat.name.lower()] = decode_percpu_sum(raw, cpus)
         return totals

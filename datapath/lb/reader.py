@@ -1,38 +1,41 @@
-"""The reader: what the kernel maps say, decoded. `explain`, `dump` and the event stream.
+"""The reader: what the kernel maps say, decoded. `explain`, `dump`, `state` and the event stream.
 
 Everything here reads the pinned maps only, so it works from any process, after any restart.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datapath.errors import DatapathError
 from datapath.lb import abi
-from datapath.lb.errors import DatapathError
+from datapath.lb.cgroups import cgroup_ancestors
+from datapath.lb.codec import (
+    FrontendRef,
+    FrontendValue,
+    backend_label,
+    decode_address,
+    decode_backend,
+    decode_event,
+    decode_frontend,
+    decode_frontend_key,
+    decode_policy_name,
+    decode_qos,
+    decode_sets,
+    decode_skip_key,
+    encode_address,
+    encode_frontend_key,
+    endpoint_label,
+    slot_key,
+    u32,
+)
 from datapath.lb.libbpf import RingBuffer
 from datapath.lb.maps import LbMaps
-from datapath.lb.writer import BACKEND_SIZE, frontend_key
-
-_SET_SLOT = struct.Struct("=II")
-_PORT = struct.Struct("!H")
-
-
-def _address(raw: bytes) -> str:
-    return socket.inet_ntoa(raw[:4])
-
-
-def _endpoint(address: bytes, port: bytes) -> str:
-    return f"{socket.inet_ntoa(address)}:{_PORT.unpack(port)[0]}"
-
-
-def _backend(raw: bytes) -> str:
-    return _endpoint(raw[:4], raw[4:6])
+from datapath.lb.state import NODE_PORT_ANY, TIER_FIELDS, DesiredState
 
 
 @dataclass
@@ -47,6 +50,9 @@ class TierEntry:
     affinity_timeout_seconds: int
     qos_limit: int
     qos_used: int = 0  # redirects admitted in the current QoS window
+    node_port: bool = False  # the entry is the tier's NodePort (0.0.0.0) frontend
+    reject_when_empty: bool = False
+    skip_cgroups: list[int] = field(default_factory=list)
     verdict: str = ""  # what this tier does for the next connect()
 
 
@@ -55,22 +61,33 @@ class Explanation:
     frontend: str
     entries: list[TierEntry]
     resolved_by: str | None  # tier that would resolve the next connect(), None if none
+    rejected: bool = False  # no tier resolves and the last one rejects: ECONNREFUSED
+    client_cgroup: int | None = None  # the client the verdicts are for (None: a client no tier skips)
 
     def lines(self) -> list[str]:
         if not self.entries:
             return [f"{self.frontend}: not a frontend; connect() goes to it unchanged"]
-        head = (
-            f"{self.frontend}: resolved by tier {self.resolved_by}"
-            if self.resolved_by
-            else (f"{self.frontend}: no tier has a backend; connect() goes to it unchanged")
-        )
+        if self.resolved_by:
+            head = f"{self.frontend}: resolved by tier {self.resolved_by}"
+        elif self.rejected:
+            head = f"{self.frontend}: no tier resolves; connect() fails at once with ECONNREFUSED"
+        else:
+            head = f"{self.frontend}: no tier resolves; connect() goes to it unchanged"
+        if self.client_cgroup is not None:
+            head += f" (for a client in cgroup {self.client_cgroup})"
         out = [head]
         for entry in self.entries:
             options = []
+            if entry.node_port:
+                options.append(f"NodePort {NODE_PORT_ANY}")
             if entry.affinity_timeout_seconds:
                 options.append(f"affinity ClientIP {entry.affinity_timeout_seconds}s")
             if entry.qos_limit:
                 options.append(f"qos {entry.qos_used}/{entry.qos_limit} per second")
+            if entry.reject_when_empty:
+                options.append("rejects when it declines last")
+            if entry.skip_cgroups:
+                options.append(f"skips cgroups {', '.join(map(str, entry.skip_cgroups))}")
             out.append(
                 f"  {entry.tier}: {entry.verdict}; policy {entry.policy or '-'}; "
                 f"{len(entry.backends)} backends {', '.join(entry.backends) or '-'}"
@@ -99,107 +116,189 @@ class MapReader:
         if policy_id == 0:
             return ""
         if policy_id not in self._policies:
-            raw = self.maps.policies.lookup(abi.U32.pack(policy_id))
+            raw = self.maps.policies.lookup(u32(policy_id))
             if raw is None:
                 return f"policy#{policy_id}"
-            self._policies[policy_id] = raw.split(b"\0", 1)[0].decode(errors="replace")
+            self._policies[policy_id] = decode_policy_name(raw)
         return self._policies[policy_id]
 
-    def _set(self, set_id: int, count: int) -> list[str]:
-        backends: list[str] = []
-        for index in range(count):
-            raw = self.maps.backends.lookup(_SET_SLOT.pack(set_id, index))
-            backends.append(_backend(raw) if raw else "<missing>")
-        return backends
+    def _set(self, set_id: int, count: int) -> list[bytes | None]:
+        return [self.maps.backends.lookup(slot_key(set_id, index)) for index in range(count)]
+
+    def _skips(self, frontend_id: int) -> dict[int, int]:
+        """Skipped cgroup id -> level, for one frontend (by lookup: only its levels can hold them)."""
+        skipped: dict[int, int] = {}
+        for key, value in self.maps.skips.items():
+            owner, cgroup_id = decode_skip_key(key)
+            if owner == frontend_id:
+                skipped[cgroup_id] = value[0]
+        return skipped
 
     def _qos_used(self, frontend_id: int, limit: int) -> int:
         if not limit:
             return 0
-        raw = self.maps.qos.lookup(abi.U32.pack(frontend_id))
+        raw = self.maps.qos.lookup(u32(frontend_id))
         if raw is None:
             return 0
-        _lock, count, started = abi.QOS.unpack(raw)
+        count, started = decode_qos(raw)
         return count if time.monotonic_ns() - started < 1_000_000_000 else 0
 
-    def explain(self, ip: str, port: int, protocol: str) -> Explanation:
-        """Which tier, policy and backends the next connect() to ip:port/protocol would get."""
+    def is_node_address(self, ip: str) -> bool:
+        """Whether a NodePort frontend may match `ip`, as the program decides it."""
+        return ip.startswith("127.") or self.maps.nodes.lookup(encode_address(ip)) is not None
+
+    def counters(self) -> dict[str, int]:
+        """The kernel's counters (summed over CPUs), by name."""
+        return self.maps.read_stats()
+
+    def explain(self, ip: str, port: int, protocol: str, client_cgroup: int | None = None) -> Explanation:
+        """Which tier, policy and backends the next connect() to ip:port/protocol would get, decided
+        as the connect4 program decides it. With `client_cgroup`, for a client in that cgroup (tiers
+        that skip it, or one of its ancestors, decline)."""
         protocol = protocol.upper()
         if protocol not in abi.PROTOCOLS:
             raise DatapathError(f"unknown protocol {protocol!r}: expected TCP or UDP")
         try:
-            socket.inet_aton(ip)
+            encode_address(ip)
         except OSError:
             raise DatapathError(f"{ip!r} is not an IPv4 address") from None
+        client_chain = set(cgroup_ancestors(client_cgroup)) if client_cgroup is not None else set()
         entries: list[TierEntry] = []
         resolved_by: str | None = None
+        reject = False
         for tier in abi.Tier:
-            raw = self.maps.frontends.lookup(frontend_key(tier, ip, port, protocol))
+            node_port = False
+            raw = self.maps.frontends.lookup(encode_frontend_key((int(tier), ip, port, protocol)))
+            if raw is None and ip != NODE_PORT_ANY and self.is_node_address(ip):
+                raw = self.maps.frontends.lookup(encode_frontend_key((int(tier), NODE_PORT_ANY, port, protocol)))
+                node_port = raw is not None
             if raw is None:
                 continue
-            frontend_id, set_id, count, policy_id, affinity, qos = abi.FRONTEND.unpack(raw)
+            value = decode_frontend(raw)
+            skipped = self._skips(value.frontend_id) if value.skip_levels else {}
             entry = TierEntry(
                 tier=tier.label,
-                frontend_id=frontend_id,
-                set_id=set_id,
-                policy=self.policy_name(policy_id),
-                backends=self._set(set_id, count),
-                affinity_timeout_seconds=affinity,
-                qos_limit=qos,
-                qos_used=self._qos_used(frontend_id, qos),
+                frontend_id=value.frontend_id,
+                set_id=value.set_id,
+                policy=self.policy_name(value.policy_id),
+                backends=[
+                    backend_label(slot) if slot else "<missing>" for slot in self._set(value.set_id, value.set_size)
+                ],
+                affinity_timeout_seconds=value.affinity_timeout_s,
+                qos_limit=value.qos_limit,
+                qos_used=self._qos_used(value.frontend_id, value.qos_limit),
+                node_port=node_port,
+                reject_when_empty=bool(value.flags & abi.FrontendFlag.REJECT_WHEN_EMPTY),
+                skip_cgroups=sorted(skipped),
             )
             if resolved_by is not None:
                 entry.verdict = f"not consulted ({resolved_by} resolves first)"
-            elif count == 0:
+            elif client_chain & set(skipped):
+                entry.verdict = "declines: skips this client (one of its own backends)"
+            elif value.set_size == 0:
                 entry.verdict = "declines: no backend"
-            elif qos and entry.qos_used >= qos:
+            elif value.qos_limit and entry.qos_used >= value.qos_limit:
                 entry.verdict = "declines: over its QoS limit this second"
             else:
                 entry.verdict = "resolves"
                 resolved_by = tier.label
+            if resolved_by is None or resolved_by == tier.label:
+                reject = entry.reject_when_empty
             entries.append(entry)
-        return Explanation(f"{ip}:{port}/{protocol}", entries, resolved_by)
+        return Explanation(
+            f"{ip}:{port}/{protocol}",
+            entries,
+            resolved_by,
+            bool(entries) and resolved_by is None and reject,
+            client_cgroup,
+        )
+
+    def _frontends(self) -> list[tuple[FrontendRef, FrontendValue]]:
+        return [(decode_frontend_key(key), decode_frontend(value)) for key, value in self.maps.frontends.items()]
+
+    def _all_sets(self) -> dict[int, dict[int, bytes]]:
+        keys, values, count = self.maps.backends.read_all()
+        return decode_sets(keys, values, count, self.maps.backends.value_size)
+
+    def _all_skips(self) -> dict[int, list[int]]:
+        skips: dict[int, list[int]] = {}
+        for key, _value in self.maps.skips.items():
+            frontend_id, cgroup_id = decode_skip_key(key)
+            skips.setdefault(frontend_id, []).append(cgroup_id)
+        return {frontend_id: sorted(cgroups) for frontend_id, cgroups in skips.items()}
+
+    def node_addresses(self) -> list[str]:
+        return sorted((decode_address(key) for key, _value in self.maps.nodes.items()), key=encode_address)
 
     def dump(self) -> dict[str, Any]:
-        """Everything: frontends by tier, sets, counters, allocators, table sizes."""
+        """Everything: frontends by tier, sets, node addresses, counters, allocators, table sizes."""
         tiers: dict[str, list[dict[str, Any]]] = {tier.label: [] for tier in abi.Tier}
-        sets: dict[int, dict[int, bytes]] = {}
-        for key, value in self.maps.backends.items():
-            set_id, index = _SET_SLOT.unpack(key)
-            sets.setdefault(set_id, {})[index] = value[:BACKEND_SIZE]
+        sets = self._all_sets()
+        skips = self._all_skips()
         referenced: set[int] = set()
-        for key, value in self.maps.frontends.items():
-            address, port, protocol, tier = abi.FRONTEND_KEY.unpack(key)
-            frontend_id, set_id, count, policy_id, affinity, qos = abi.FRONTEND.unpack(value)
-            referenced.add(set_id)
-            slots = sets.get(set_id, {})
+        for (tier, ip, port, protocol), value in self._frontends():
+            referenced.add(value.set_id)
+            slots = sets.get(value.set_id, {})
             tiers[abi.Tier(tier).label].append(
                 {
-                    "frontend": f"{_endpoint(address, port)}/{abi.PROTOCOL_NAMES.get(protocol, protocol)}",
-                    "frontendId": frontend_id,
-                    "setId": set_id,
-                    "policy": self.policy_name(policy_id),
-                    "affinityTimeoutSeconds": affinity,
-                    "qosLimit": qos,
-                    "backends": [_backend(slots[i]) if i in slots else "<missing>" for i in range(count)],
+                    "frontend": f"{ip}:{port}/{protocol}",
+                    "frontendId": value.frontend_id,
+                    "setId": value.set_id,
+                    "policy": self.policy_name(value.policy_id),
+                    "affinityTimeoutSeconds": value.affinity_timeout_s,
+                    "qosLimit": value.qos_limit,
+                    "rejectWhenEmpty": bool(value.flags & abi.FrontendFlag.REJECT_WHEN_EMPTY),
+                    "skipCgroups": skips.get(value.frontend_id, []),
+                    "backends": [backend_label(slots[i]) if i in slots else "<missing>" for i in range(value.set_size)],
                 }
             )
         for entries in tiers.values():
             entries.sort(key=lambda entry: entry["frontend"])
-        layout, next_frontend, next_set, next_policy = self.maps.read_meta()
+        meta = self.maps.read_meta()
         return {
             "bpffs": str(self.maps.bpffs_dir),
-            "layout": layout,
+            "layout": meta.layout,
+            "nodeAddresses": self.node_addresses(),
             "tiers": tiers,
             "unreferencedSets": sorted(set(sets) - referenced),
             "counters": self.maps.read_stats(),
-            "allocators": {"nextFrontendId": next_frontend, "nextSetId": next_set, "nextPolicyId": next_policy},
+            "allocators": {
+                "nextFrontendId": meta.next_frontend_id,
+                "nextSetId": meta.next_set_id,
+                "nextPolicyId": meta.next_policy_id,
+            },
             "entries": {
                 "affinity": sum(1 for _ in self.maps.affinity.iter_keys()),
                 "reverse": sum(1 for _ in self.maps.reverse.iter_keys()),
                 "members": sum(1 for _ in self.maps.members.iter_keys()),
                 "policies": sum(1 for _ in self.maps.policies.iter_keys()),
+                "skips": sum(1 for _ in self.maps.skips.iter_keys()),
             },
         }
+
+    def state(self) -> DesiredState:
+        """What the kernel resolves, as a desired state in canonical order: applying a state and
+        reading it back gives `state.canonical()`."""
+        sets = self._all_sets()
+        skips = self._all_skips()
+        tiers: dict[str, list[dict[str, Any]]] = {name: [] for name in TIER_FIELDS.values()}
+        for (tier, ip, port, protocol), value in self._frontends():
+            slots = sets.get(value.set_id, {})
+            tiers[TIER_FIELDS[abi.Tier(tier)]].append(
+                {
+                    "ip": ip,
+                    "port": port,
+                    "protocol": protocol,
+                    "backends": [decode_backend(slots[i]) for i in range(value.set_size) if i in slots],
+                    "policy": self.policy_name(value.policy_id),
+                    "affinity_timeout_seconds": value.affinity_timeout_s,
+                    "qos_limit": value.qos_limit,
+                    "reject_when_empty": bool(value.flags & abi.FrontendFlag.REJECT_WHEN_EMPTY),
+                    "skip_cgroups": skips.get(value.frontend_id, []),
+                }
+            )
+        state = DesiredState.model_validate({"tiers": tiers, "node_addresses": self.node_addresses()})
+        return state.canonical()
 
 
 @dataclass
@@ -238,52 +337,43 @@ RESULT_LABELS = {
     abi.Result.REDIRECTED: "redirected",
     abi.Result.NO_BACKEND: "no-backend",
     abi.Result.DECLINED_QOS: "declined-qos",
+    abi.Result.REJECTED: "rejected",
+    abi.Result.DECLINED_SELF: "declined-self",
 }
 
 
-def decode_event(raw: bytes, policy_name: Any) -> ResolutionEvent:
-    (
-        timestamp_ns,
-        netns_cookie,
-        cgroup_id,
-        socket_cookie,
-        pid,
-        policy_id,
-        orig_address,
-        new_address,
-        orig_port,
-        new_port,
-        protocol,
-        hook,
-        tier,
-        result,
-        declined_empty,
-        declined_qos,
-        affinity_hit,
-        _pad,
-    ) = abi.EVENT.unpack(raw[: abi.EVENT.size])
+def resolution_event(raw: bytes, policy_name: Callable[[int], str]) -> ResolutionEvent:
+    fields = decode_event(raw)
     fell_through = []
     for candidate in abi.Tier:
-        if declined_qos & (1 << candidate):
+        bit = 1 << candidate
+        if fields.declined_self & bit:
+            fell_through.append(f"{candidate.label}: self")
+        elif fields.declined_qos & bit:
             fell_through.append(f"{candidate.label}: qos")
-        elif declined_empty & (1 << candidate):
+        elif fields.declined_empty & bit:
             fell_through.append(f"{candidate.label}: no backend")
-    offset_s = (time.monotonic_ns() - timestamp_ns) / 1e9
+    # The last declining tier's reason is the result itself, unless the result is a redirect or a reject.
+    if fields.result not in (abi.Result.REDIRECTED, abi.Result.REJECTED):
+        fell_through = fell_through[:-1]
+    offset_s = (time.monotonic_ns() - fields.timestamp_ns) / 1e9
     return ResolutionEvent(
         timestamp=time.time() - offset_s,
-        pid=pid,
-        cgroup_id=cgroup_id,
-        netns_cookie=netns_cookie,
-        socket_cookie=socket_cookie,
-        protocol=abi.PROTOCOL_NAMES.get(protocol, str(protocol)),
-        hook={abi.Hook.CONNECT4: "connect4", abi.Hook.SENDMSG4: "sendmsg4"}.get(hook, str(hook)),
-        original=_endpoint(orig_address, orig_port),
-        new=_endpoint(new_address, new_port),
-        tier=abi.Tier(tier).label if tier in abi.Tier._value2member_map_ else "-",
-        policy=policy_name(policy_id),
-        result=RESULT_LABELS.get(result, str(result)),
-        fell_through=fell_through if result == abi.Result.REDIRECTED else fell_through[:-1],
-        affinity=bool(affinity_hit),
+        pid=fields.pid,
+        cgroup_id=fields.cgroup_id,
+        netns_cookie=fields.netns_cookie,
+        socket_cookie=fields.socket_cookie,
+        protocol=abi.PROTOCOL_NAMES.get(fields.protocol, str(fields.protocol)),
+        hook=abi.Hook(fields.hook).name.lower() if fields.hook in abi.Hook._value2member_map_ else str(fields.hook),
+        original=endpoint_label(fields.orig_address, fields.orig_port),
+        new=endpoint_label(fields.new_address, fields.new_port),
+        tier=abi.Tier(fields.tier).label if fields.tier in abi.Tier._value2member_map_ else "-",
+        policy=policy_name(fields.policy_id),
+        result=RESULT_LABELS.get(abi.Result(fields.result), str(fields.result))
+        if fields.result in abi.Result._value2member_map_
+        else str(fields.result),
+        fell_through=fell_through,
+        affinity=bool(fields.affinity_hit),
     )
 
 
@@ -302,7 +392,7 @@ class EventStream:
 
     def _on_record(self, raw: bytes) -> None:
         if not self._skipping:
-            self._pending.append(decode_event(raw, self.reader.policy_name))
+            self._pending.append(resolution_event(raw, self.reader.policy_name))
 
     def poll(self, timeout: float) -> list[ResolutionEvent]:
         """Events that arrived within `timeout` seconds (returns as soon as there are some)."""

@@ -1,111 +1,180 @@
-"""The map writer: reconcile the kernel maps to a desired state by diff and batch operations.
+"""The map writer: read what the kernel holds, plan the difference, execute the plan.
 
-The writer reads what the kernel holds when it starts (so a restarted agent adopts the pins and
-never wipes them), keeps that view up to date as it writes, and writes only what differs.
-
-A frontend whose backends change gets a NEW backend set under a fresh set id; then its frontend
-entry is replaced in one element update, so a concurrent connect() sees the old set or the new
-one, never a mix and never an empty set. The old set is deleted at the start of the next
-reconcile (the BPF side re-reads the frontend should a set vanish under it anyway). Membership
-entries (frontend id, backend) are added before a switch and removed after it; the BPF program
-honours an affinity entry only for a member, so a removed backend is never chosen again.
+The writer reads the kernel's state once when it starts (so a restarted agent adopts the pins and
+never wipes them), keeps that view up to date as it writes, and writes only what differs. The
+planning is pure and lives in datapath.lb.plan; this module does the I/O on both sides of it.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
-from array import array
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from datapath.lb import abi
-from datapath.lb.errors import StateError
+from datapath.lb.cgroups import cgroup_level
+from datapath.lb.codec import (
+    BACKEND_SIZE,
+    decode_address,
+    decode_frontend,
+    decode_frontend_key,
+    decode_members,
+    decode_policy_name,
+    decode_sets,
+    decode_skip_key,
+    decode_u32,
+    encode_address,
+    encode_frontend,
+    encode_frontend_key,
+    encode_policy_name,
+    member_keys,
+    skip_key,
+    slot_keys,
+    split_backends,
+    u32,
+)
 from datapath.lb.maps import LbMaps
-from datapath.lb.state import TIER_NAMES, Capacity, DesiredState, FrontendSpec, entry_path, parse_state
-
-BACKEND_SIZE = abi.BACKEND.size
-_PORT = struct.Struct("!H")
-_SET_SLOT = struct.Struct("=II")
-_U32_FROM = abi.U32.unpack_from
+from datapath.lb.plan import KernelFrontend, KernelView, WritePlan, commit, plan_apply, plan_remove, plan_upsert
+from datapath.lb.state import Capacity, DesiredState, FrontendSpec, parse_state
 
 
-def slot_keys(set_id: int, count: int) -> bytes:
-    """The keys (set_id, 0) .. (set_id, count-1), packed in one go."""
-    keys = array("I", [set_id]) * (2 * count)
-    keys[1::2] = array("I", range(count))
-    return keys.tobytes()
-
-
-@dataclass
-class KernelFrontend:
-    """One frontend entry as the kernel holds it, with its backend set flattened to bytes."""
-
-    frontend_id: int
-    set_id: int
-    policy_id: int
-    affinity_timeout_s: int
-    qos_limit: int
-    backends: bytes  # the set's backend values in index order, BACKEND_SIZE bytes each
-    slots: int = -1  # slot entries of the set in the kernel (-1: exactly the backends)
-    members: frozenset[bytes] | None = None  # membership entries found, when not exactly the backends
-
-    def slot_count(self) -> int:
-        return len(self.backends) // BACKEND_SIZE if self.slots < 0 else self.slots
-
-    def member_set(self) -> set[bytes]:
-        return set(split_backends(self.backends)) if self.members is None else set(self.members)
-
-    @property
-    def consistent(self) -> bool:
-        return self.slots < 0 and self.members is None
-
-    def value(self) -> bytes:
-        return abi.FRONTEND.pack(
-            self.frontend_id,
-            self.set_id,
-            len(self.backends) // BACKEND_SIZE,
-            self.policy_id,
-            self.affinity_timeout_s,
-            self.qos_limit,
-        )
-
-
-@dataclass
+@dataclass(frozen=True)
 class ApplyReport:
     """What one reconcile did. `elements_written` counts every map update and delete issued."""
 
     added: int = 0
     swapped: int = 0  # backend set replaced
-    retuned: int = 0  # options or policy changed, same backends
+    retuned: int = 0  # options, policy or skipped cgroups changed, same backends
     removed: int = 0
     unchanged: int = 0
     elements_written: int = 0
     garbage_sets_deleted: int = 0
+    nodes_added: int = 0
+    nodes_removed: int = 0
+    policies_retired: int = 0
     seconds: float = 0.0
-    changed_keys: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, plan: WritePlan, seconds: float) -> ApplyReport:
+        return cls(
+            added=plan.added,
+            swapped=plan.swapped,
+            retuned=plan.retuned,
+            removed=len(plan.removed),
+            unchanged=plan.unchanged,
+            elements_written=plan.elements,
+            garbage_sets_deleted=len(plan.garbage_sets),
+            nodes_added=len(plan.nodes_added),
+            nodes_removed=len(plan.nodes_removed),
+            policies_retired=len(plan.policies_retired) + len(plan.policies_retired_late),
+            seconds=seconds,
+        )
 
     def summary(self) -> str:
+        nodes = (
+            f"; node addresses +{self.nodes_added} -{self.nodes_removed}"
+            if self.nodes_added or self.nodes_removed
+            else ""
+        )
         return (
             f"{self.added} added, {self.swapped} backend sets swapped, {self.retuned} options changed, "
-            f"{self.removed} removed, {self.unchanged} unchanged; {self.elements_written} map elements "
+            f"{self.removed} removed, {self.unchanged} unchanged{nodes}; {self.elements_written} map elements "
             f"written in {self.seconds * 1000:.1f} ms"
         )
 
 
-def frontend_key(tier: abi.Tier | int, ip: str, port: int, protocol: str) -> bytes:
-    return abi.FRONTEND_KEY.pack(socket.inet_aton(ip), _PORT.pack(port), abi.PROTOCOLS[protocol], int(tier))
+def read_view(maps: LbMaps, hold_garbage: bool = False) -> KernelView:
+    """What the kernel holds: frontends, sets, membership, skips, names, node addresses, allocators.
+
+    A set missing a slot, or membership or skip entries that do not match their frontend, make the
+    entry inconsistent: it never equals a desired frontend, so the next plan rewrites it."""
+    keys, values, count = maps.backends.read_all()
+    sets = decode_sets(keys, values, count, maps.backends.value_size)
+    keys, _values, count = maps.members.read_all()
+    members = decode_members(keys, count)
+    skips: dict[int, dict[int, int]] = {}
+    for key, value in maps.skips.items():
+        frontend_id, cgroup_id = decode_skip_key(key)
+        skips.setdefault(frontend_id, {})[cgroup_id] = value[0]
+    view = KernelView(capacity=maps.capacity(), hold_garbage=hold_garbage)
+    for key, raw in maps.frontends.items():
+        entry = decode_frontend(raw)
+        slots = sets.get(entry.set_id, {})
+        if len(slots) == entry.set_size and (not slots or max(slots) == entry.set_size - 1):  # exactly 0..n-1
+            blob, slot_count = b"".join([slots[i] for i in range(entry.set_size)]), -1
+        else:  # a torn set (crash mid-write): never equal to anything, so it gets replaced
+            blob, slot_count = b"\xff" * BACKEND_SIZE, max(slots, default=-1) + 1
+        found = members.get(entry.frontend_id, set())
+        skipped = skips.get(entry.frontend_id, {})
+        frontend = KernelFrontend(
+            entry.frontend_id,
+            entry.set_id,
+            entry.policy_id,
+            entry.affinity_timeout_s,
+            entry.qos_limit,
+            blob,
+            entry.flags,
+            skipped,
+            slot_count,
+        )
+        if not (slot_count < 0 and found == set(split_backends(blob)) and frontend.skip_levels == entry.skip_levels):
+            frontend.members = frozenset(found)
+            frontend.slots = max(slot_count, frontend.count)  # marks it inconsistent
+        view.frontends[decode_frontend_key(key)] = frontend
+    known = {frontend.frontend_id for frontend in view.frontends.values()}
+    referenced = {frontend.set_id for frontend in view.frontends.values()}
+    view.garbage_sets = {set_id: max(slots) + 1 for set_id, slots in sets.items() if set_id not in referenced and slots}
+    view.stray_members = [
+        member_keys(fid, [backend]) for fid, found in members.items() if fid not in known for backend in found
+    ]
+    view.stray_skips = [skip_key(fid, cgroup) for fid, found in skips.items() if fid not in known for cgroup in found]
+    view.policy_names = {decode_u32(key): decode_policy_name(value) for key, value in maps.policies.items()}
+    view.node_addresses = frozenset(decode_address(key) for key, _value in maps.nodes.items())
+    meta = maps.read_meta()
+    # The allocators never go backwards, even if the meta element was lost, and never hand out an id
+    # that an entry of an older layout (still read by the old programs during an upgrade) uses.
+    view.next_frontend_id = max(meta.next_frontend_id, max(known | set(members) | set(skips), default=0) + 1, 1)
+    view.next_set_id = max(meta.next_set_id, max(referenced | set(sets), default=0) + 1, 1)
+    view.next_policy_id = max(meta.next_policy_id, max(view.policy_names, default=0) + 1, 1)
+    return view.index()
 
 
-def backend_bytes(spec: FrontendSpec) -> bytes:
-    inet_aton = socket.inet_aton
-    port = _PORT.pack
-    return b"".join([inet_aton(b.ip) + port(b.port) + b"\0\0" for b in spec.backends])
+def execute(maps: LbMaps, plan: WritePlan) -> None:
+    """Issue a plan's writes in its order: garbage; ids; names and node addresses; sets, members
+    and skips; the frontend switches; then what the switches left unreferenced."""
+    maps.backends.delete_batch(b"".join(slot_keys(set_id, slots) for set_id, slots in plan.garbage_sets.items()))
+    maps.members.delete_batch(b"".join(plan.stray_members))
+    maps.skips.delete_batch(b"".join(plan.stray_skips))
+    if plan.allocators is not None:
+        maps.write_meta(*plan.allocators)
+    maps.policies.delete_batch(b"".join(u32(policy_id) for policy_id in plan.policies_retired))
+    if not plan.names_late:
+        _write_names(maps, plan)
+    maps.nodes.delete_batch(b"".join(encode_address(ip) for ip in plan.nodes_removed))
+    maps.nodes.update_batch(b"".join(encode_address(ip) for ip in plan.nodes_added), b"\1" * len(plan.nodes_added))
+    maps.backends.update_batch(b"".join(plan.slot_keys), b"".join(plan.slot_values))
+    members = b"".join(plan.members_added)
+    maps.members.update_batch(members, b"\1" * (len(members) // maps.members.key_size))
+    maps.skips.update_batch(
+        b"".join(key for key, _level in plan.skips_added), bytes(level for _key, level in plan.skips_added)
+    )
+    maps.frontends.update_batch(
+        b"".join(encode_frontend_key(write.ref) for write in plan.writes),
+        b"".join(encode_frontend(write.new.value()) for write in plan.writes),
+    )
+    maps.frontends.delete_batch(b"".join(encode_frontend_key(ref) for ref in plan.removed))
+    maps.members.delete_batch(b"".join(plan.members_removed))
+    maps.skips.delete_batch(b"".join(plan.skips_removed))
+    maps.qos.delete_batch(b"".join(u32(frontend_id) for frontend_id in plan.qos_removed))
+    if plan.names_late:
+        maps.policies.delete_batch(b"".join(u32(policy_id) for policy_id in plan.policies_retired_late))
+        _write_names(maps, plan)
 
 
-def split_backends(blob: bytes) -> list[bytes]:
-    return [blob[i : i + BACKEND_SIZE] for i in range(0, len(blob), BACKEND_SIZE)]
+def _write_names(maps: LbMaps, plan: WritePlan) -> None:
+    maps.policies.update_batch(
+        b"".join(u32(policy_id) for policy_id in plan.policies_added),
+        b"".join(encode_policy_name(name) for name in plan.policies_added.values()),
+    )
 
 
 class MapWriter:
@@ -113,261 +182,44 @@ class MapWriter:
 
     def __init__(self, maps: LbMaps, collect_adopted_garbage: bool = True) -> None:
         self.maps = maps
-        self._hold_garbage = not collect_adopted_garbage
-        self.capacity = Capacity(
-            frontends=maps.frontends.max_entries,
-            slots=maps.backends.max_entries,
-            policies=maps.policies.max_entries,
-        )
-        self.frontends: dict[bytes, KernelFrontend] = {}
-        self.garbage_sets: dict[int, int] = {}  # set id -> slots, no longer referenced
-        self.policy_ids: dict[str, int] = {}
-        self.policy_names: dict[int, str] = {}
-        self.next_frontend_id = 1
-        self.next_set_id = 1
-        self.next_policy_id = 1
-        self._stray_members: dict[int, set[bytes]] = {}
-        self._unused_policies: set[int] = set()
-        self.backends_in_use = 0  # slots the current sets occupy, for the capacity checks of upsert()
-        self.adopt()
+        self.view = read_view(maps, hold_garbage=not collect_adopted_garbage)
+        self._levels: dict[int, int] = {}
 
-    # -- reading the kernel --------------------------------------------------------------------
+    @property
+    def capacity(self) -> Capacity:
+        return self.view.capacity
 
-    def adopt(self) -> None:
-        """(Re)read the kernel's state: frontends, sets, membership, policy names, id allocators."""
-        maps = self.maps
-        sets: dict[int, dict[int, bytes]] = {}
-        keys, values, count = maps.backends.read_all()
-        ids = memoryview(keys).cast("I").tolist()
-        width = maps.backends.value_size
-        for i in range(count):
-            slots = sets.get(ids[2 * i])
-            if slots is None:
-                slots = sets[ids[2 * i]] = {}
-            slots[ids[2 * i + 1]] = values[i * width : i * width + BACKEND_SIZE]
-        members: dict[int, set[bytes]] = {}
-        keys, _values, count = maps.members.read_all()
-        member_size = maps.members.key_size
-        for i in range(count):
-            key = keys[i * member_size : (i + 1) * member_size]
-            found = members.get(_U32_FROM(key, 0)[0])
-            if found is None:
-                found = members[_U32_FROM(key, 0)[0]] = set()
-            found.add(key[4:])
-        self.frontends = {}
-        max_frontend = max_set = 0
-        for key, value in maps.frontends.items():
-            frontend_id, set_id, count, policy_id, affinity, qos = abi.FRONTEND.unpack(value)
-            slots = sets.get(set_id, {})
-            if len(slots) == count and all(i in slots for i in range(count)):
-                blob, slot_count = b"".join(slots[i] for i in range(count)), -1
-            else:  # a torn set (crash mid-write): never equal to anything, so it gets replaced
-                blob, slot_count = b"\xff" * BACKEND_SIZE, max(slots, default=-1) + 1
-            found = members.get(frontend_id, set())
-            exact = slot_count < 0 and found == set(split_backends(blob))
-            self.frontends[key] = KernelFrontend(
-                frontend_id, set_id, policy_id, affinity, qos, blob, slot_count, None if exact else frozenset(found)
-            )
-            max_frontend, max_set = max(max_frontend, frontend_id), max(max_set, set_id)
-        self.backends_in_use = sum(frontend.slot_count() for frontend in self.frontends.values())
-        referenced = {frontend.set_id for frontend in self.frontends.values()}
-        self.garbage_sets = {
-            set_id: max(slots) + 1 for set_id, slots in sets.items() if set_id not in referenced and slots
-        }
-        known_ids = {frontend.frontend_id for frontend in self.frontends.values()}
-        self._stray_members = {fid: found for fid, found in members.items() if fid not in known_ids}
-        self.policy_names = {}
-        for key, value in maps.policies.items():
-            self.policy_names[abi.U32.unpack(key)[0]] = value.split(b"\0", 1)[0].decode(errors="replace")
-        self.policy_ids = {name: policy_id for policy_id, name in self.policy_names.items()}
-        self._unused_policies = set()
-        _layout, next_frontend, next_set, next_policy = maps.read_meta()
-        # The allocators never go backwards, even if the meta element was lost: ids are never reused.
-        self.next_frontend_id = max(next_frontend, max_frontend + 1, 1)
-        self.next_set_id = max(next_set, max_set + 1, max(sets, default=0) + 1, 1)
-        self.next_policy_id = max(next_policy, max(self.policy_names, default=0) + 1, 1)
+    def level_of(self, cgroup_id: int) -> int:
+        """A cgroup's level never changes, and a gone cgroup never comes back: cache both."""
+        if cgroup_id not in self._levels:
+            self._levels[cgroup_id] = cgroup_level(cgroup_id, unknown=abi.LEVEL_UNKNOWN)
+        return self._levels[cgroup_id]
 
-    # -- reconciling ---------------------------------------------------------------------------
+    def reread(self) -> None:
+        """Read the kernel's state again (after something else may have written the maps)."""
+        self.view = read_view(self.maps, hold_garbage=self.view.hold_garbage)
 
     def apply(self, state: DesiredState) -> ApplyReport:
         """Make the maps hold exactly `state` (validated already); return what was done."""
-        desired = {frontend_key(tier, spec.ip, spec.port, spec.protocol): spec for tier, _i, spec in state.entries()}
-        removed = [key for key in self.frontends if key not in desired]
-        report = self._reconcile(desired, removed)
-        report.elements_written += self._collect_policies({spec.policy for spec in desired.values() if spec.policy})
-        return report
+        started = time.perf_counter()
+        return self._run(plan_apply(self.view, state, self.level_of), started)
 
     def upsert(self, tier: abi.Tier, spec: FrontendSpec) -> ApplyReport:
         """Add or change one frontend of one tier, leaving every other entry alone."""
-        key = frontend_key(tier, spec.ip, spec.port, spec.protocol)
-        parse_state({"tiers": {TIER_NAMES[tier]: [spec.model_dump(by_alias=True)]}}, self.capacity)
-        old = self.frontends.get(key)
-        backends = self.backends_in_use - (old.slot_count() if old else 0) + len(spec.backends)
-        if backends > self.capacity.backends:
-            raise StateError(
-                f"{entry_path(tier, 0)} {spec.label}: {backends} backends in all would be more than the backend "
-                f"map holds ({self.capacity.backends}); nothing was written"
-            )
-        if old is None and len(self.frontends) >= self.capacity.frontends:
-            raise StateError(f"{entry_path(tier, 0)} {spec.label}: the frontend map is full; nothing was written")
-        return self._reconcile({key: spec}, [])
+        started = time.perf_counter()
+        parse_state({"tiers": {tier.label: [spec.document()]}}, self.capacity)
+        return self._run(plan_upsert(self.view, tier, spec, self.level_of), started)
 
     def remove(self, tier: abi.Tier, ip: str, port: int, protocol: str) -> ApplyReport:
-        key = frontend_key(tier, ip, port, protocol)
-        return self._reconcile({}, [key] if key in self.frontends else [])
-
-    def collect_garbage(self) -> int:
-        """Delete backend sets and membership entries nothing references any more."""
-        keys = bytearray()
-        for set_id, slots in self.garbage_sets.items():
-            for index in range(slots):
-                keys += _SET_SLOT.pack(set_id, index)
-        written = self.maps.backends.delete_batch(keys) if keys else 0
-        self.garbage_sets = {}
-        stray = bytearray()
-        for frontend_id, found in self._stray_members.items():
-            for member in found:
-                stray += abi.U32.pack(frontend_id) + member
-        if stray:
-            written += self.maps.members.delete_batch(stray)
-        self._stray_members = {}
-        return written
-
-    def _policy_id(self, name: str, new_policies: dict[str, int]) -> int:
-        if not name:
-            return 0
-        known = self.policy_ids.get(name) or new_policies.get(name)
-        if known:
-            return known
-        new_policies[name] = self.next_policy_id
-        self.next_policy_id += 1
-        return new_policies[name]
-
-    def _reconcile(self, desired: dict[bytes, FrontendSpec], removed: Iterable[bytes]) -> ApplyReport:
         started = time.perf_counter()
-        report = ApplyReport()
-        if self._hold_garbage:  # first reconcile of a layout upgrade: keep what the old programs use
-            self._hold_garbage = False
-        else:
-            report.garbage_sets_deleted = len(self.garbage_sets)
-            report.elements_written += self.collect_garbage()
+        return self._run(plan_remove(self.view, tier, ip, port, protocol), started)
 
-        new_policies: dict[str, int] = {}
-        allocated = (self.next_frontend_id, self.next_set_id, self.next_policy_id)
-        planned: list[tuple[bytes, KernelFrontend, KernelFrontend | None]] = []  # key, new, old
-        for key, spec in desired.items():
-            blob = backend_bytes(spec)
-            policy_id = self._policy_id(spec.policy, new_policies)
-            old = self.frontends.get(key)
-            if old is None:
-                new = KernelFrontend(
-                    self.next_frontend_id, 0, policy_id, spec.affinity_timeout_seconds, spec.qos_limit, blob
-                )
-                self.next_frontend_id += 1
-                report.added += 1
-            elif old.backends != blob or not old.consistent:
-                new = KernelFrontend(old.frontend_id, 0, policy_id, spec.affinity_timeout_seconds, spec.qos_limit, blob)
-                report.swapped += 1
-            elif (old.policy_id, old.affinity_timeout_s, old.qos_limit) != (
-                policy_id,
-                spec.affinity_timeout_seconds,
-                spec.qos_limit,
-            ):
-                new = KernelFrontend(
-                    old.frontend_id, old.set_id, policy_id, spec.affinity_timeout_seconds, spec.qos_limit, blob
-                )
-                report.retuned += 1
-            else:
-                report.unchanged += 1
-                continue
-            if new.set_id == 0 and blob:
-                new.set_id = self.next_set_id
-                self.next_set_id += 1
-            planned.append((key, new, old))
-        removed = list(removed)
-        if not planned and not removed and not new_policies:
-            report.seconds = time.perf_counter() - started
-            return report
-
-        # Reserve the ids in the kernel before any entry uses them: a crash never leads to reuse.
-        if (self.next_frontend_id, self.next_set_id, self.next_policy_id) != allocated:
-            self.maps.write_meta(self.next_frontend_id, self.next_set_id, self.next_policy_id)
-            report.elements_written += 1
-
-        policy_keys = b"".join(abi.U32.pack(policy_id) for policy_id in new_policies.values())
-        policy_names = b"".join(name.encode().ljust(abi.POLICY_NAME_LEN, b"\0") for name in new_policies)
-        slot_key_parts: list[bytes] = []
-        slot_value_parts: list[bytes] = []
-        member_keys: list[bytes] = []
-        frontend_keys: list[bytes] = []
-        frontend_values: list[bytes] = []
-        members_removed = bytearray()
-        for key, new, old in planned:
-            count = len(new.backends) // BACKEND_SIZE
-            if old is None or new.set_id != old.set_id:
-                slot_key_parts.append(slot_keys(new.set_id, count))
-                slot_value_parts.append(new.backends)
-            id_bytes = abi.U32.pack(new.frontend_id)
-            if old is None:
-                member_keys.extend(
-                    [id_bytes + new.backends[i : i + BACKEND_SIZE] for i in range(0, len(new.backends), BACKEND_SIZE)]
-                )
-            else:
-                new_members = set(split_backends(new.backends))
-                old_members = old.member_set()
-                member_keys.extend(id_bytes + member for member in new_members - old_members)
-                for member in old_members - new_members:
-                    members_removed += id_bytes + member
-            frontend_keys.append(key)
-            frontend_values.append(new.value())
-
-        # Order matters: names, sets and members first; then each frontend switches in one update.
-        report.elements_written += self.maps.policies.update_batch(policy_keys, policy_names)
-        report.elements_written += self.maps.backends.update_batch(b"".join(slot_key_parts), b"".join(slot_value_parts))
-        report.elements_written += self.maps.members.update_batch(b"".join(member_keys), b"\1" * len(member_keys))
-        report.elements_written += self.maps.frontends.update_batch(b"".join(frontend_keys), b"".join(frontend_values))
-
-        removed_keys, qos_keys = bytearray(), bytearray()
-        for key in removed:
-            old = self.frontends[key]
-            removed_keys += key
-            qos_keys += abi.U32.pack(old.frontend_id)
-            id_bytes = abi.U32.pack(old.frontend_id)
-            for member in old.member_set():
-                members_removed += id_bytes + member
-        report.elements_written += self.maps.frontends.delete_batch(removed_keys)
-        report.elements_written += self.maps.members.delete_batch(members_removed)
-        report.elements_written += self.maps.qos.delete_batch(qos_keys)
-        report.removed = len(removed)
-
-        # Now update our view; sets no longer referenced are deleted at the next reconcile.
-        for key, new, old in planned:
-            self.backends_in_use += new.slot_count() - (old.slot_count() if old is not None else 0)
-            if old is not None and old.set_id and old.set_id != new.set_id:
-                self.garbage_sets[old.set_id] = old.slot_count()
-            self.frontends[key] = new
-            report.changed_keys.append(key)
-        for key in removed:
-            old = self.frontends.pop(key)
-            self.backends_in_use -= old.slot_count()
-            if old.set_id:
-                self.garbage_sets[old.set_id] = old.slot_count()
-        self.policy_ids.update(new_policies)
-        self.policy_names.update({policy_id: name for name, policy_id in new_policies.items()})
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _collect_policies(self, referenced: set[str]) -> int:
-        """Delete policy names that were unused at the previous full apply and still are.
-
-        A name outlives its last frontend by one apply, so that events emitted just before the
-        change still decode."""
-        unused = {policy_id for policy_id, name in self.policy_names.items() if name not in referenced}
-        retire = unused & self._unused_policies
-        self._unused_policies = unused - retire
-        if not retire:
-            return 0
-        deleted = self.maps.policies.delete_batch(b"".join(abi.U32.pack(policy_id) for policy_id in retire))
-        for policy_id in retire:
-            self.policy_ids.pop(self.policy_names.pop(policy_id), None)
-        return deleted
+    def _run(self, plan: WritePlan, started: float) -> ApplyReport:
+        if not plan.empty:
+            try:
+                execute(self.maps, plan)
+            except BaseException:  # a write failed half-way: what the kernel holds is what counts now
+                self.reread()
+                raise
+        commit(self.view, plan)
+        return ApplyReport.of(plan, time.perf_counter() - started)

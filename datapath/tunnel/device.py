@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datapath.paths import cache_root, setting
 from datapath.process import process_start_time, stop_process
 from datapath.tunnel import netlink
 from datapath.tunnel.errors import TunnelError
@@ -35,18 +36,14 @@ _DAEMON_LAUNCHER = (
 )
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("BALANCING_CACHE", str(Path.home() / ".cache" / "balancing")))
-
-
 def wireguard_go_binary() -> str:
     """$BALANCING_WIREGUARD_GO, else $BALANCING_CACHE/bin/wireguard-go, else wireguard-go on PATH."""
-    configured = os.environ.get("BALANCING_WIREGUARD_GO")
+    configured = setting("BALANCING_WIREGUARD_GO")
     if configured:
         if not os.access(configured, os.X_OK):
             raise TunnelError(f"BALANCING_WIREGUARD_GO={configured} is not an executable file")
         return configured
-    cached = cache_dir() / "bin" / "wireguard-go"
+    cached = cache_root() / "bin" / "wireguard-go"
     if os.access(cached, os.X_OK):
         return str(cached)
     found = shutil.which("wireguard-go")
@@ -134,7 +131,7 @@ class TunnelDevice:
             return runtime, False
         self.node.tunnel_dir.mkdir(parents=True, exist_ok=True)
         self.node.tunnel_dir.chmod(0o700)
-        mode = os.environ.get("BALANCING_WIREGUARD", "auto")
+        mode = setting("BALANCING_WIREGUARD") or "auto"
         if mode not in ("auto", KERNEL, USERSPACE):
             raise TunnelError(f"BALANCING_WIREGUARD={mode!r}: expected auto, kernel or userspace")
         if mode != USERSPACE and self._create_kernel_link(required=mode == KERNEL):

@@ -1,15 +1,15 @@
-"""Errors of the tunnel manager. All are operator-facing: the `balancing` dispatcher prints them as one line."""
+"""Errors of the tunnel manager, under the datapath's one error root (datapath.errors)."""
 
 from __future__ import annotations
 
+from datapath.errors import DatapathError, StateError
 
-class TunnelError(RuntimeError):
+
+class TunnelError(DatapathError):
     """Something the operator can act on: a missing binary, a node that is not there, a failed command."""
 
-    user_facing = True
 
-
-class InvalidTunnelState(TunnelError):
+class InvalidTunnelState(TunnelError, StateError):
     """The desired state is invalid. Raised before anything is changed, so the running config is untouched.
 
     `problems` lists every offending entry, each message naming it (for example `peers[1] (member-2-node-1)`).

@@ -40,7 +40,7 @@ PEERS_PER_WG_SET = 200  # keeps each `wg set` argv well below ARG_MAX
 
 
 @dataclass
-class ApplyResult:
+class ApplyReport:
     interface_created: bool = False
     key_set: bool = False
     listen_port_set: bool = False
@@ -167,12 +167,12 @@ class TunnelManager:
         with self._exclusive():
             return self.keys.ensure()
 
-    def apply(self, state: TunnelState) -> ApplyResult:
+    def apply(self, state: TunnelState) -> ApplyReport:
         with self._exclusive():
             return self._apply(state)
 
-    def _apply(self, state: TunnelState) -> ApplyResult:
-        result = ApplyResult()
+    def _apply(self, state: TunnelState) -> ApplyReport:
+        result = ApplyReport()
         self.node.check_netns()
         running = TunnelDevice(self.node, state.interface).runtime()
         if running is not None and running.interface != state.interface:
@@ -277,7 +277,7 @@ class TunnelManager:
         if problems:
             raise InvalidTunnelState(f"for node {self.node.name}", problems)
 
-    def _set_identity(self, control: WgControl, actual: DumpDevice, state: TunnelState, result: ApplyResult) -> str:
+    def _set_identity(self, control: WgControl, actual: DumpDevice, state: TunnelState, result: ApplyReport) -> str:
         own = self.keys.ensure()
         words: list[str] = []
         if actual.public_key != own:
@@ -289,7 +289,7 @@ class TunnelManager:
         control.set(words)
         return own
 
-    def _sync_peers(self, control: WgControl, actual: DumpDevice, state: TunnelState, result: ApplyResult) -> None:
+    def _sync_peers(self, control: WgControl, actual: DumpDevice, state: TunnelState, result: ApplyReport) -> None:
         changes: list[list[str]] = []
         for peer in state.peers:
             current = actual.peers.get(peer.public_key)
@@ -305,7 +305,7 @@ class TunnelManager:
             control.set([word for change in changes[start : start + PEERS_PER_WG_SET] for word in change])
 
     def _sync_routes(
-        self, nl: Any, index: int, state: TunnelState, ours: dict[IPNetwork, netlink.Route], result: ApplyResult
+        self, nl: Any, index: int, state: TunnelState, ours: dict[IPNetwork, netlink.Route], result: ApplyReport
     ) -> None:
         wanted = state.routed_networks()
         prefsrc = str(state.proxy_ipv4) if state.proxy_ipv4 else None

@@ -2,7 +2,7 @@
 
 On a real node the tunnel lives in the host's network namespace and keeps its state in
 /var/lib/balancing. In the lab, each node is a network namespace; the lab writes one index file per node,
-`$BALANCING_NODE_INDEX_DIR/<node>.json` (default /run/balancing-lab/nodes), which `--node NODE` reads.
+`$BALANCING_NODE_INDEX_DIR/<node>.json` (datapath.paths), which `--node NODE` reads.
 datapath never imports the lab: the index file is the whole contract (see docs/tunnels.md).
 """
 
@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from datapath.paths import HOST_STATE_DIR, node_index_dir
 from datapath.tunnel.errors import TunnelError
 from datapath.tunnel.spec import IPAddress, IPNetwork
 
-DEFAULT_INDEX_DIR = Path("/run/balancing-lab/nodes")
-HOST_STATE_DIR = Path("/var/lib/balancing")
 NETNS_DIR = Path("/run/netns")
-
-
-def index_dir() -> Path:
-    return Path(os.environ.get("BALANCING_NODE_INDEX_DIR", str(DEFAULT_INDEX_DIR)))
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ def resolve_node(
     """
     record: dict[str, object] = {}
     if name:
-        path = index_dir() / f"{name}.json"
+        path = node_index_dir() / f"{name}.json"
         if path.exists():
             try:
                 loaded = json.loads(path.read_text())

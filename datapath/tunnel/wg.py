@@ -10,13 +10,13 @@ The socket is one inode, so every such namespace reaches the same daemon; nothin
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datapath.paths import setting
 from datapath.tunnel.errors import TunnelError
 from datapath.tunnel.spec import IPNetwork, PeerSpec
 
@@ -26,7 +26,7 @@ _PRIVATE_RUN_DIR_LAUNCHER = 'mount --bind "$1" /run/wireguard || exit 1; shift; 
 
 
 def wg_binary() -> str:
-    configured = os.environ.get("BALANCING_WG")
+    configured = setting("BALANCING_WG")
     found = configured or shutil.which("wg")
     if not found:
         raise TunnelError("wg (wireguard-tools) not found on PATH; install the wireguard-tools package")

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from crds import ALL_KINDS, parse_object
+from crds import ALL_KINDS, parse_object, parse_yaml
+from tests.crds import issue11_cases
 from tests.crds.cases import FEDERATION_CASES, POLICY_CASES, STATUS_CASES, InvalidCase
 from tests.crds.conftest import Api
+from tests.crds.issue11_cases import VALID_CASES, ValidCase
 from tests.crds.seed_examples import EXAMPLES_DIR
 
 pytestmark = pytest.mark.lab
@@ -169,7 +171,9 @@ def test_status_subresource_feeds_the_ready_columns(seeds: Api) -> None:
     assert seeds.kubectl("get", "bp", name, "-o", "jsonpath={.spec.enabled}").stdout == "true"
 
 
-@pytest.mark.parametrize("case", POLICY_CASES + FEDERATION_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize(
+    "case", POLICY_CASES + issue11_cases.POLICY_CASES + FEDERATION_CASES, ids=lambda case: case.id
+)
 def test_invalid_object_is_refused_naming_the_field(hub: Api, namespace: str, case: InvalidCase) -> None:
     kind, name = _identity(case.yaml)
     scope = ["-n", namespace] if kind in NAMESPACED_KINDS else []
@@ -178,6 +182,15 @@ def test_invalid_object_is_refused_naming_the_field(hub: Api, namespace: str, ca
     # ... and nothing was created.
     leftover = hub.kubectl("get", kind, name, *scope, "--ignore-not-found", "-o", "name")
     assert leftover.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("case", VALID_CASES, ids=lambda case: case.id)
+def test_valid_object_is_stored_as_the_models_read_it(hub: Api, case: ValidCase) -> None:
+    """kubectl reads the YAML, the apiserver prunes and defaults it; the models read the same text alike."""
+    result = hub.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=case.yaml)
+    stored = json.loads(result.stdout)
+    (parsed,) = parse_yaml(case.yaml)
+    assert parse_object(stored).to_api()["spec"] == parsed.to_api()["spec"] == stored["spec"]
 
 
 IMMUTABLE_POLICY = """
@@ -354,7 +367,7 @@ def test_member_cluster_heartbeat_shows_in_columns(federation_objects: Api, name
     assert row["HEARTBEAT"].endswith(("d", "y"))  # an age, rendered from the timestamp
 
 
-@pytest.mark.parametrize("case", STATUS_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", STATUS_CASES + issue11_cases.STATUS_CASES, ids=lambda case: case.id)
 def test_invalid_hub_written_status_is_refused(hub: Api, namespace: str, case: InvalidCase) -> None:
     document = yaml.safe_load(case.yaml)
     status = document.pop("status")

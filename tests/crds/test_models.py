@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 import crds
 from crds import (
@@ -22,10 +24,13 @@ from crds import (
     PortInfo,
     PortPairingError,
     pair_ports,
+    pair_service_ports,
     parse_object,
     parse_yaml,
 )
+from tests.crds import issue11_cases
 from tests.crds.cases import ALL_CASES, InvalidCase
+from tests.crds.issue11_cases import VALID_CASES, ValidCase
 from tests.crds.seed_examples import EXAMPLES_DIR, extract_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +79,7 @@ def test_seed_podendpoint_policy_reads_as_the_seed_says() -> None:
     endpoint = policy.spec.backend.service_endpoint
     assert endpoint is not None and endpoint.redirect_mode == "podEndpoint"
     assert endpoint.endpoint_selector.match_labels == {"app": "http-redirect"}
-    pairs = pair_ports(policy.spec.frontend.to_ports, policy.spec.backend.to_ports)
+    pairs = policy.spec.port_pairs()
     assert [(front.name, front.number, back.number) for front, back in pairs] == [("p1", 8080, 80), ("p2", 80, 80)]
 
 
@@ -94,13 +99,57 @@ def test_service_id_annotation_must_be_a_number() -> None:
         parse_object(document)
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=lambda case: case.id)
+INVALID_CASES = ALL_CASES + issue11_cases.POLICY_CASES + issue11_cases.STATUS_CASES
+
+
+@pytest.mark.parametrize("case", INVALID_CASES, ids=lambda case: case.id)
 def test_models_refuse_invalid_objects_naming_the_field(case: InvalidCase) -> None:
     with pytest.raises(InvalidObjectError) as refused:
-        parse_object(yaml.safe_load(case.yaml))
+        parse_yaml(case.yaml)
     expected = case.expected_python_field
     if expected is not None:
         assert expected in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def _contains(whole: object, part: object) -> bool:
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(key in whole and _contains(whole[key], part[key]) for key in part)
+    return whole == part
+
+
+@pytest.mark.parametrize("case", VALID_CASES, ids=lambda case: case.id)
+def test_models_accept_what_the_apiserver_accepts(case: ValidCase) -> None:
+    (parsed,) = parse_yaml(case.yaml)
+    spec = parsed.to_api()["spec"]
+    assert _contains(spec, case.expected), spec
+    assert parse_object(parsed.to_api()) == parsed
+
+
+def test_snake_case_is_for_python_code_only() -> None:
+    matcher = {"namespace": "default", "service_name": "web"}
+    with pytest.raises(ValidationError, match="serviceName"):
+        crds.policies.ServiceMatcher.model_validate(matcher)
+    with pytest.raises(ValidationError, match="serviceName"):
+        crds.policies.ServiceMatcher.model_validate_json('{"namespace": "default", "service_name": "web"}')
+    assert crds.policies.ServiceMatcher(namespace="default", service_name="web").service_name == "web"
+
+
+@pytest.mark.parametrize(
+    ("description", "document"),
+    [
+        ("not a mapping", ["apiVersion", "kind"]),
+        ("a string", "kind: BalancingPolicy"),
+        ("unhashable kind", {"apiVersion": crds.API_VERSION, "kind": ["BalancingPolicy"]}),
+        ("metadata a list", {"apiVersion": crds.API_VERSION, "kind": "BalancingPolicy", "metadata": [1]}),
+        ("spec a string", {"apiVersion": crds.API_VERSION, "kind": "BalancingPolicy", "spec": "x"}),
+        ("kind with a newline", {"apiVersion": crds.API_VERSION, "kind": "Balancing\nPolicy"}),
+    ],
+)
+def test_parse_object_raises_only_invalid_object_error(description: str, document: object) -> None:
+    with pytest.raises(InvalidObjectError) as refused:
+        parse_object(document)
+    assert "\n" not in str(refused.value), description
 
 
 def test_unknown_kind_and_version_are_named() -> None:
@@ -141,6 +190,79 @@ def test_ports_that_cannot_pair_are_refused() -> None:
         pair_ports([tcp], [udp])
     with pytest.raises(PortPairingError, match="as many ports"):
         pair_ports([tcp], [])
+
+
+PortSpecs = list[tuple[str, str, str | None]]
+
+
+def _ports(spec: PortSpecs) -> list[PortInfo]:
+    return [PortInfo.model_validate({"port": p, "protocol": proto, "name": name}) for p, proto, name in spec]
+
+
+# (description, Service ports, backend ports, expected (service port, backend port) pairs or error)
+SERVICE_PAIRING_CASES: list[tuple[str, PortSpecs, PortSpecs, object]] = [
+    ("one port each pairs whatever the names", [("80", "TCP", "http")], [("8080", "TCP", "web")], [("80", "8080")]),
+    ("one unnamed Service port", [("80", "TCP", None)], [("8080", "TCP", None)], [("80", "8080")]),
+    (
+        "several ports pair by name, extra backend ports unused",
+        [("53", "UDP", "dns"), ("53", "TCP", "dns-tcp")],
+        [("5353", "TCP", "dns-tcp"), ("9253", "TCP", "metrics"), ("5353", "UDP", "dns")],
+        [("53", "5353"), ("53", "5353")],
+    ),
+    (
+        "a Service port without a backend port of its name",
+        [("53", "UDP", "dns"), ("9153", "TCP", "metrics")],
+        [("53", "UDP", "dns"), ("53", "TCP", "dns-tcp")],
+        "Service port metrics (9153/TCP) has no backend port",
+    ),
+    (
+        "a single unnamed backend port for a two-port Service",
+        [("80", "TCP", "http"), ("443", "TCP", "https")],
+        [("8080", "TCP", None)],
+        "Service port http (80/TCP) has no backend port",
+    ),
+    ("protocols differ (one port each)", [("53", "UDP", None)], [("53", "TCP", None)], "the protocols differ"),
+    (
+        "protocols differ (by name)",
+        [("53", "UDP", "dns"), ("80", "TCP", "web")],
+        [("53", "TCP", "dns"), ("80", "TCP", "web")],
+        "the protocols differ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("description", "service", "backend", "expected"), SERVICE_PAIRING_CASES, ids=[c[0] for c in SERVICE_PAIRING_CASES]
+)
+def test_service_ports_pair_with_backend_ports(
+    description: str,
+    service: PortSpecs,
+    backend: PortSpecs,
+    expected: object,
+) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(PortPairingError, match=re.escape(expected)):
+            pair_service_ports(_ports(service), _ports(backend))
+        return
+    pairs = pair_service_ports(_ports(service), _ports(backend))
+    assert [(front.port, back.port) for front, back in pairs] == expected
+    assert all(front.protocol == back.protocol for front, back in pairs)
+
+
+def test_policy_port_pairs_use_the_service_ports_only_when_toports_is_omitted() -> None:
+    (listed,) = parse_yaml((EXAMPLES_DIR / "000-balancingpolicy-test-service-hostport.yaml").read_text())
+    assert isinstance(listed, BalancingPolicy)
+    service = _ports([("80", "TCP", "p2"), ("443", "TCP", "https")])
+    assert [(f.port, b.port) for f, b in listed.spec.port_pairs(service)] == [("80", "20080")]
+    document = listed.to_api()
+    del document["spec"]["frontend"]["serviceMatcher"]["toPorts"]
+    implicit = parse_object(document)
+    assert isinstance(implicit, BalancingPolicy)
+    with pytest.raises(PortPairingError, match="pass the Service's ports"):
+        implicit.spec.port_pairs()
+    with pytest.raises(PortPairingError, match="https"):
+        implicit.spec.port_pairs(service)  # the backend names only p2
+    assert [(f.port, b.port) for f, b in implicit.spec.port_pairs(service[:1])] == [("80", "20080")]
 
 
 def test_label_selector_semantics() -> None:

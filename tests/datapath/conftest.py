@@ -11,22 +11,23 @@ A connect() to a VIP that is NOT rewritten reaches the trap, which answers with 
 from __future__ import annotations
 
 import json
+import select
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from datapath.build import ensure_object
-from datapath.lb.node import SocketLB, detach
-from datapath.lb.state import DesiredState, parse_state
+from datapath.lb import DesiredState, SocketLB, detach, ensure_object, parse_state
 from lab import host
 from tests.helpers.resources import KernelResources
 
 PROBE = Path(__file__).with_name("probe.py")
+REPO = Path(__file__).resolve().parents[2]
 VIP = "10.96.0.10"
 VIP2 = "10.96.0.11"
 BACKEND_PORT = 8080
@@ -52,9 +53,9 @@ def _split(value: str) -> tuple[str, int]:
     return ip, int(port)
 
 
-def state(**tiers: list[dict[str, Any]]) -> DesiredState:
-    """state(service=[frontend(...)], localRedirect=[...], balancing=[...])"""
-    return parse_state({"tiers": tiers})
+def state(node_addresses: Sequence[str] = (), **tiers: list[dict[str, Any]]) -> DesiredState:
+    """state(service=[frontend(...)], localRedirect=[...], balancing=[...], node_addresses=[...])"""
+    return parse_state({"tiers": tiers, "nodeAddresses": list(node_addresses)})
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +84,16 @@ class Topology:
         """Run the probe client in the client netns, inside the test cgroup."""
         return self._probe(args, self.cgroup, timeout)
 
+    def client_in(self, cgroup: Path, *args: str, timeout: float = 60) -> dict[str, Any]:
+        """Run the probe client in the client netns, inside `cgroup` (a descendant of the test cgroup)."""
+        return self._probe(args, cgroup, timeout)
+
+    def child_cgroup(self, *names: str) -> Path:
+        """A cgroup below the test cgroup (a pod's, say); removed with the test cgroup."""
+        path = self.cgroup.joinpath(*names)
+        path.mkdir(parents=True)
+        return path
+
     def outside(self, *args: str, timeout: float = 60) -> dict[str, Any]:
         """Run the probe client in the client netns, outside the test cgroup."""
         return self._probe(args, None, timeout)
@@ -99,6 +110,22 @@ class Topology:
             assert time.monotonic() < deadline, f"probe server in {netns} did not start"
             time.sleep(0.02)
         return pid
+
+    def watch(self, state_file: Path, interval: float = 0.1) -> subprocess.Popen[str]:
+        """`balancing datapath apply --watch` on this topology, as its own process (killed at cleanup)."""
+        owner = subprocess.Popen(
+            [sys.executable, "-m", "balancing", "datapath", "apply", "--watch", "--interval", str(interval),
+             "--bpffs", str(self.bpffs), "--cgroup", str(self.cgroup), str(state_file)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+        def stop() -> None:
+            if owner.poll() is None:
+                owner.kill()
+            owner.wait(timeout=10)
+
+        self.kernel.registry.add(f"datapath owner {owner.pid}", stop)
+        return owner
 
     def add_vip(self, ip: str, ports: Sequence[int] = (80,)) -> None:
         """Put a trap server on ip:ports in the client netns (what an unrewritten connect reaches)."""
@@ -120,6 +147,14 @@ def topology(kernel: KernelResources, bpf_object: Path) -> Iterator[Topology]:
     topo.serve(backend_ns, [f"{ip}:{BACKEND_PORT}" for ip in BACKENDS])
     topo.add_vip(VIP)
     yield topo
+
+
+def next_line(stream: IO[str] | None, timeout: float = 30) -> str:
+    """The next line a process prints, failing the test when none comes in time."""
+    assert stream is not None
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"nothing printed within {timeout} s"
+    return stream.readline()
 
 
 def close_and_detach(lb: SocketLB, bpffs: Path, cgroup: Path) -> None:

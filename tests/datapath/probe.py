@@ -109,10 +109,12 @@ def udp_client(ip: str, port: int, count: int, connect: bool) -> dict[str, objec
     errors: collections.Counter[str] = collections.Counter()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)
-        if connect:
-            sock.connect((ip, port))
+        connected = False
         for attempt in range(count):
             try:
+                if connect and not connected:
+                    sock.connect((ip, port))
+                    connected = True
                 if connect:
                     sock.send(b"ping %d" % attempt)
                 else:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from datapath.build import alignchecker_object, ensure_object, source_dir
-from datapath.lb import abi
+from datapath.lb import abi, codec
+from datapath.lb.build import alignchecker_object, ensure_object
+from datapath.paths import bpf_source_dir
 
 
 def btf_types(path: Path) -> dict[int, dict[str, Any]]:
@@ -51,7 +52,7 @@ def test_each_mirror_has_the_size_and_member_offsets_of_the_c_struct(
         (name, getattr(mirror, name).offset, ctypes.sizeof(field_type)) for name, field_type, *_bits in mirror._fields_
     ]
     assert py_members == c_members
-    assert abi.packer(mirror).size == ctypes.sizeof(mirror)
+    assert codec.packer(mirror).size == ctypes.sizeof(mirror)
 
 
 def test_every_map_in_the_program_object_is_known_with_its_sizes() -> None:
@@ -64,7 +65,7 @@ def test_every_map_in_the_program_object_is_known_with_its_sizes() -> None:
 
 
 def c_defines() -> dict[str, int]:
-    text = (source_dir() / "lib" / "common.h").read_text()
+    text = (bpf_source_dir() / "lib" / "common.h").read_text()
     return {name: int(value) for name, value in re.findall(r"#define (BF_\w+) (\d+)\b", text)}
 
 
@@ -82,3 +83,7 @@ def test_the_enums_match_the_c_constants() -> None:
     assert with_prefix(defines, "BF_STAT_") == {stat.name: stat.value for stat in abi.Stat}
     assert defines["BF_STATS"] == abi.STATS
     assert defines["BF_POLICY_NAME_LEN"] == abi.POLICY_NAME_LEN
+    assert with_prefix(defines, "BF_FE_") == {flag.name: flag.value for flag in abi.FrontendFlag}
+    assert defines["BF_CGROUP_LEVELS"] == abi.CGROUP_LEVELS
+    assert defines["BF_LEVEL_UNKNOWN"] == abi.LEVEL_UNKNOWN
+    assert defines["BF_ECONNREFUSED"] == abi.ECONNREFUSED

@@ -102,7 +102,7 @@ def test_bad_states_are_rejected_by_name_and_change_nothing(topology: Topology, 
     good.write_text(json.dumps(GOOD))
     assert apply(topology, good).returncode == 0
     before = snapshot(topology.bpffs)
-    assert before["bf_lb4_fe_v1"], "the good state is loaded"
+    assert before["bf_lb4_fe_v2"], "the good state is loaded"
 
     for name, (document, expected) in CASES.items():
         bad = tmp_path / f"{name.replace(' ', '-')}.json"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from datapath.lb import load_state, parse_state
 from lab import host
 from tests.datapath.conftest import BACKEND_PORT, BACKENDS, VIP, Topology, frontend
 
@@ -53,7 +54,7 @@ def test_apply_explain_dump_detach(topology: Topology, tmp_path: Path) -> None:
     document = json.loads(dumped.stdout)
     assert [entry["frontend"] for entry in document["tiers"]["service"]] == [f"{VIP}:80/TCP"]
     assert document["tiers"]["localRedirect"][0]["qosLimit"] == 10
-    assert document["layout"] == 1 and document["unreferencedSets"] == []
+    assert document["layout"] == 2 and document["unreferencedSets"] == []
 
     assert topology.client("tcp", VIP, "80", "--count", "3")["failures"] == 0
     detached = balancing("detach", *pins, "--cgroup", str(topology.cgroup))
@@ -88,3 +89,34 @@ def test_build_prints_the_cached_object() -> None:
     result = balancing("build")
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).name == "bf_sock.o" and Path(result.stdout.strip()).exists()
+
+
+def test_dump_state_reads_back_the_applied_document_and_explain_takes_a_client(
+    topology: Topology, tmp_path: Path
+) -> None:
+    pod = topology.child_cgroup("pod")
+    pod_id = str(pod.stat().st_ino)
+    document = {
+        "nodeAddresses": ["10.77.0.1"],
+        "tiers": {
+            "localRedirect": [frontend(VIP, 80, BACKENDS[:1], skipCgroups=[int(pod_id)])],
+            "service": [
+                frontend(VIP, 80, BACKENDS[1:3], rejectWhenEmpty=True, policy="default/web"),
+                frontend("0.0.0.0", 30080, BACKENDS[3:4]),
+            ],
+        },
+    }
+    state_file = tmp_path / "node.yaml"
+    state_file.write_text(yaml.safe_dump(document))
+    pins = ["--bpffs", str(topology.bpffs)]
+    assert balancing("apply", *pins, "--cgroup", str(topology.cgroup), str(state_file)).returncode == 0
+
+    dumped = balancing("dump", *pins, "--state")
+    assert dumped.returncode == 0, dumped.stderr
+    assert parse_state(yaml.safe_load(dumped.stdout)) == load_state(state_file).canonical()
+
+    for_pod = balancing("explain", *pins, VIP, "80", "TCP", "--client-cgroup", pod_id)
+    assert for_pod.stdout.splitlines()[0] == f"{VIP}:80/TCP: resolved by tier service (for a client in cgroup {pod_id})"
+    assert "localRedirect: declines: skips this client (one of its own backends)" in for_pod.stdout
+    node_port = balancing("explain", *pins, "127.0.0.1", "30080", "TCP")
+    assert "service: resolves" in node_port.stdout and "NodePort 0.0.0.0" in node_port.stdout

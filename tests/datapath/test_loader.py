@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from datapath.lb import bpfsys
+from datapath.lb.facade import SocketLB, detach
 from datapath.lb.loader import link_pin
-from datapath.lb.node import SocketLB, detach
 from lab import host
 from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, state
 from tests.helpers.resources import KernelResources
@@ -39,5 +39,5 @@ def test_detach_after_the_cgroup_is_gone_removes_the_pins(kernel: KernelResource
 
     removed = detach(bpffs, cgroup)
 
-    assert "bf_lb4_link_connect4" in removed and "bf_lb4_fe_v1" in removed
+    assert "bf_lb4_link_connect4" in removed and "bf_lb4_fe_v2" in removed
     assert not bpffs.exists()

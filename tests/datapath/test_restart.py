@@ -7,7 +7,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,45 +14,15 @@ from pathlib import Path
 import yaml
 
 from datapath.lb.reader import MapReader
-from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend
+from tests.datapath.conftest import BACKENDS, VIP, Topology, frontend, next_line
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start_owner(topology: Topology, state_file: Path) -> tuple[subprocess.Popen[str], str]:
     """`balancing datapath apply --watch` as its own process; returns it and its first report line."""
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "balancing",
-            "datapath",
-            "apply",
-            "--watch",
-            "--interval",
-            "0.1",
-            "--bpffs",
-            str(topology.bpffs),
-            "--cgroup",
-            str(topology.cgroup),
-            str(state_file),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def stop() -> None:
-        if owner.poll() is None:
-            owner.kill()
-        owner.wait(timeout=10)
-
-    topology.kernel.registry.add(f"datapath owner {owner.pid}", stop)
-    assert owner.stdout is not None
-    ready, _, _ = select.select([owner.stdout], [], [], 30)
-    assert ready, "the owner printed no report within 30 s"
-    line = owner.stdout.readline()
+    owner = topology.watch(state_file)
+    line = next_line(owner.stdout)
     assert line, owner.stderr.read() if owner.stderr else "owner exited"
     return owner, line
 

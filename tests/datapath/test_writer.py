@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from datapath.errors import StateError
 from datapath.lb import abi
-from datapath.lb.errors import StateError
+from datapath.lb.facade import SocketLB
 from datapath.lb.maps import LbMaps
-from datapath.lb.node import SocketLB
 from datapath.lb.reader import MapReader
 from datapath.lb.state import Capacity, FrontendSpec
 from datapath.lb.writer import MapWriter
@@ -153,7 +153,7 @@ def test_upsert_refuses_what_the_maps_cannot_hold_and_writes_nothing(pins: tuple
     lb, bpffs = pins
     lb.apply(state(service=services(2)))
     assert lb.writer is not None
-    lb.writer.capacity = Capacity(frontends=3, slots=20, policies=4)  # as if the maps were that small
+    lb.writer.view.capacity = Capacity(frontends=3, slots=20, policies=4)  # as if the maps were that small
     too_many = FrontendSpec.model_validate(frontend("10.96.0.1", 80, [f"10.3.0.{i}" for i in range(1, 9)]))
     before = identities(bpffs)
 
@@ -163,3 +163,18 @@ def test_upsert_refuses_what_the_maps_cannot_hold_and_writes_nothing(pins: tuple
     with pytest.raises(StateError, match="the frontend map is full"):
         lb.upsert(abi.Tier.SERVICE, FrontendSpec.model_validate(frontend("10.96.0.6", 80, ["10.3.0.1"])))
     assert {k: v for k, v in identities(bpffs).items() if k in before} == before
+
+
+def test_reread_undoes_a_change_made_behind_the_writers_back(pins: tuple[SocketLB, Path]) -> None:
+    lb, bpffs = pins
+    desired = state(service=services(3))
+    lb.apply(desired)
+    with LbMaps(bpffs) as maps:
+        (key, _value), *_rest = maps.frontends.items()
+        maps.frontends.delete(key)  # someone else's write
+
+    assert lb.apply(desired).elements_written == 0, "the writer trusts its view between applies"
+    repaired = lb.apply(desired, reread=True)
+
+    assert (repaired.added, repaired.unchanged) == (1, 2)
+    assert len(identities(bpffs)) == 3

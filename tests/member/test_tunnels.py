@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from crds.federation import TunnelPeer
-from datapath.tunnel.spec import parse_state
+from datapath.tunnel import parse_state
 from hub.mesh import PlannedPeer
 from member.tunnels import tunnel_state
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from datapath.process import process_start_time
-from datapath.tunnel.manager import ApplyResult, TunnelManager
+from datapath.tunnel.manager import ApplyReport, TunnelManager
 from datapath.tunnel.node import resolve_node
 from tests.datapath.tunnel.topology import Topology, make_topology, wait_for
 from tests.helpers.resources import KernelResources
@@ -205,7 +205,7 @@ def test_concurrent_applies_on_one_node_take_turns(pair: Topology, monkeypatch: 
     monkeypatch.setenv("BALANCING_NODE_INDEX_DIR", str(pair.index_dir))
     data = pair.state_for("m1n1", ["m2n1"])
     start = threading.Barrier(4)
-    results: list[ApplyResult | Exception] = []
+    results: list[ApplyReport | Exception] = []
 
     def manager() -> None:
         tunnel = TunnelManager(resolve_node("m1n1"))
@@ -221,7 +221,7 @@ def test_concurrent_applies_on_one_node_take_turns(pair: Topology, monkeypatch: 
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    applied = [result for result in results if isinstance(result, ApplyResult)]
+    applied = [result for result in results if isinstance(result, ApplyReport)]
     assert len(applied) == 4, results
     assert sum(result.interface_created for result in applied) == 1
     daemons = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_wireguard_go_in(p, pair, "m1n1")]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datapath.build import ensure_object
 from datapath.lb import abi, loader
+from datapath.lb.build import ensure_object
 from datapath.lb.maps import LbMaps
 from datapath.lb.state import Capacity, DesiredState, FrontendSpec
 from datapath.lb.writer import ApplyReport, MapWriter
@@ -25,20 +25,32 @@ def capacity(bpffs_dir: Path) -> Capacity:
     if not LbMaps.present(bpffs_dir):
         return Capacity()
     with LbMaps(bpffs_dir) as maps:
-        return Capacity(maps.frontends.max_entries, maps.backends.max_entries, maps.policies.max_entries)
+        return maps.capacity()
 
 
 class SocketLB:
-    def __init__(self, bpffs_dir: Path, cgroup: Path, object_path: Path | None = None) -> None:
+    """The socket load balancer of one node: `bpffs_dir` holds its pins, `cgroup` is where its
+    programs attach (never the cgroup2 root unless `allow_cgroup_root`: that would rewrite every
+    process on the machine)."""
+
+    def __init__(
+        self, bpffs_dir: Path, cgroup: Path, object_path: Path | None = None, allow_cgroup_root: bool = False
+    ) -> None:
         self.bpffs_dir = bpffs_dir
         self.cgroup = cgroup
         self.object_path = object_path
+        self.allow_cgroup_root = allow_cgroup_root
         self.writer: MapWriter | None = None
         self._maps: LbMaps | None = None
         self.load_report: loader.LoadReport | None = None
 
-    def apply(self, state: DesiredState) -> ApplyReport:
+    def apply(self, state: DesiredState, reread: bool = False) -> ApplyReport:
+        """Make the kernel resolve exactly `state`: a full, level-triggered sync that writes only the
+        difference. The first call loads and attaches if needed. `reread` reads the maps back from the
+        kernel first, to undo changes made behind this writer's back (the first call always does)."""
         if self.writer is not None:
+            if reread:
+                self.writer.reread()
             return self.writer.apply(state)
         reports: list[ApplyReport] = []
 
@@ -49,7 +61,9 @@ class SocketLB:
             reports.append(self.writer.apply(state))
 
         object_path = self.object_path or ensure_object()
-        self.load_report, self._maps = loader.load(self.bpffs_dir, self.cgroup, object_path, fill)
+        self.load_report, self._maps = loader.load(
+            self.bpffs_dir, self.cgroup, object_path, fill, allow_cgroup_root=self.allow_cgroup_root
+        )
         return reports[0]
 
     def _require_writer(self) -> MapWriter:

@@ -36,10 +36,19 @@ def register(subparsers: Any) -> None:
     explain.add_argument("port", type=int)
     explain.add_argument("protocol", metavar="PROTO", help="TCP or UDP")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument(
+        "--client-cgroup",
+        type=int,
+        metavar="ID",
+        help="decide for a client in this cgroup (id): tiers that skip it decline",
+    )
     explain.set_defaults(handler=_explain)
 
     dump = subparsers.add_parser("dump", help="everything in the maps, as JSON")
     _bpffs(dump)
+    dump.add_argument(
+        "--state", action="store_true", help="print what the kernel resolves as a desired-state document (YAML)"
+    )
     dump.set_defaults(handler=_dump)
 
     events = subparsers.add_parser("events", help="follow decoded resolution events")
@@ -67,15 +76,15 @@ def _cgroup(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from datapath.build import ensure_object
+    from datapath.lb.build import ensure_object
 
     print(ensure_object())
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from datapath.lb.errors import StateError
-    from datapath.lb.node import SocketLB, capacity
+    from datapath.errors import DatapathError
+    from datapath.lb.facade import SocketLB, capacity
     from datapath.lb.state import load_state
 
     state = load_state(args.state_file, capacity(args.bpffs))  # validate before touching anything
@@ -99,7 +108,7 @@ def _apply(args: argparse.Namespace) -> int:
                 report = lb.apply(
                     load_state(args.state_file, lb.writer.capacity if lb.writer else capacity(args.bpffs))
                 )
-            except StateError as error:
+            except DatapathError as error:  # a bad file or a failed write: keep watching
                 print(f"balancing: error: {error} (keeping the previous state)", file=sys.stderr, flush=True)
                 continue
             print(f"{args.bpffs}: {report.summary()}", flush=True)
@@ -121,7 +130,7 @@ def _explain(args: argparse.Namespace) -> int:
     from datapath.lb.reader import MapReader
 
     with MapReader(args.bpffs) as reader:
-        explanation = reader.explain(args.ip, args.port, args.protocol)
+        explanation = reader.explain(args.ip, args.port, args.protocol, args.client_cgroup)
     if args.json:
         print(json.dumps(asdict(explanation), indent=2))
     else:
@@ -133,7 +142,12 @@ def _dump(args: argparse.Namespace) -> int:
     from datapath.lb.reader import MapReader
 
     with MapReader(args.bpffs) as reader:
-        print(json.dumps(reader.dump(), indent=2))
+        if args.state:
+            import yaml
+
+            print(yaml.safe_dump(reader.state().document(), sort_keys=False), end="")
+        else:
+            print(json.dumps(reader.dump(), indent=2))
     return 0
 
 
@@ -147,7 +161,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _detach(args: argparse.Namespace) -> int:
-    from datapath.lb.node import detach
+    from datapath.lb.facade import detach
 
     removed = detach(args.bpffs, args.cgroup)
     print(f"{args.bpffs}: removed {', '.join(removed) if removed else 'nothing (nothing was attached)'}")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import platform
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datapath.lb.errors import DatapathError
+from datapath.errors import DatapathError
+from datapath.paths import bpf_source_dir, cache_root
 
 OBJECT_NAME = "bf_sock.o"
 PROGRAM_SOURCE = "bf_sock.c"
@@ -31,20 +30,6 @@ CLANG_FLAGS: tuple[str, ...] = ("-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_
 
 class BuildError(DatapathError):
     """The BPF object could not be built (missing tool, compile error)."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BALANCING_CACHE", Path.home() / ".cache" / "balancing"))
-
-
-def source_dir() -> Path:
-    """`BALANCING_BPF_SOURCE`, else `bpf/` beside the `datapath` package (a checkout), else the copy
-    an installed package carries in `<prefix>/share/balancing/bpf`."""
-    override = os.environ.get("BALANCING_BPF_SOURCE")
-    if override:
-        return Path(override)
-    checkout = Path(__file__).resolve().parent.parent / "bpf"
-    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "balancing" / "bpf"
 
 
 def source_files(directory: Path) -> list[Path]:
@@ -60,7 +45,7 @@ def source_hash(directory: Path, defines: Sequence[str] = ()) -> str:
 
 
 def object_dir(defines: Sequence[str] = ()) -> Path:
-    return cache_root() / "bpf" / f"{platform.release()}-{source_hash(source_dir(), defines)}"
+    return cache_root() / "bpf" / f"{platform.release()}-{source_hash(bpf_source_dir(), defines)}"
 
 
 def _tool(name: str) -> str:
@@ -115,7 +100,7 @@ def _build(target_dir: Path, target: Path, defines: Sequence[str]) -> None:
                 *(f"-D{define}" for define in defines),
                 f"-I{target_dir}",
                 "-c",
-                str(source_dir() / source),
+                str(bpf_source_dir() / source),
                 "-o",
                 str(partial),
             ]
