@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datapath.process import process_start_time
+from datapath import process_start_time
 from lab import host, nodes
 from lab.state import LAB_DIR, NodeRecord
 

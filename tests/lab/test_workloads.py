@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from datapath import process_start_time
 from datapath.cgroups import CgroupOwner, cgroup_id, resolve_cgroup_id
-from datapath.process import process_start_time
 from lab import host, nodes, podspec, runtime
 from lab.state import LAB_DIR
 from lab.testing import Federation
