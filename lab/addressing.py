@@ -13,6 +13,7 @@ Cluster index 0 is the hub; member-K has index K. Node I of a cluster is 1-based
 | apiserver port              | 6443+C on 172.30.0.1                    |
 | etcd client / peer port     | 23790+10C / 23791+10C on 127.0.0.1      |
 | controller-manager port     | 10300+C on 127.0.0.1                    |
+| scheduler port              | 10400+C on 127.0.0.1                    |
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ class ClusterAddressing:
     @property
     def controller_manager_port(self) -> int:
         return 10300 + self.index
+
+    @property
+    def scheduler_port(self) -> int:
+        return 10400 + self.index
 
     def node(self, index: int) -> NodeAddressing:
         return NodeAddressing(self.name, index)

@@ -43,10 +43,21 @@ def register(subparsers: Any) -> None:
     pod.add_argument("--delete", action="store_true", help="remove the pod instead")
     pod.set_defaults(handler=_pod)
 
-    exec_ = verbs.add_parser("exec", help="run a command on a node or in a pod (its netns and cgroup)")
+    exec_ = verbs.add_parser("exec", help="run a command on a node (its netns and cgroup) or in a pod's container")
     exec_.add_argument("target", metavar="NODE|CLUSTER/NAMESPACE/NAME")
+    exec_.add_argument("-c", "--container", help="the pod's container (default: its first running one)")
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
     exec_.set_defaults(handler=_exec)
+
+    logs = verbs.add_parser("logs", help="print a pod container's output (what `kubectl logs` would show)")
+    logs.add_argument("reference", metavar="CLUSTER/NAMESPACE/NAME")
+    logs.add_argument("-c", "--container", help="the container (default: the pod's first)")
+    logs.add_argument("-p", "--previous", action="store_true", help="the container's previous start")
+    logs.set_defaults(handler=_logs)
+
+    values = verbs.add_parser("helm-values", help="print the Helm values a chart needs on a lab cluster (YAML)")
+    values.add_argument("cluster")
+    values.set_defaults(handler=_helm_values)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -98,4 +109,26 @@ def _exec(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise LabError("nothing to run: balancing lab exec TARGET -- CMD...")
-    return federation.exec_in(args.target, command)
+    return federation.exec_in(args.target, command, args.container)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import sys
+
+    from lab import federation
+
+    path, notice = federation.pod_logs(args.reference, args.container, args.previous)
+    if notice:
+        print(notice, file=sys.stderr)
+    sys.stdout.buffer.write(path.read_bytes())
+    return 0
+
+
+def _helm_values(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lab import federation
+
+    print(f"# balancing lab helm-values {args.cluster}: use with `helm install ... -f -`")
+    print(yaml.safe_dump(federation.helm_values(args.cluster), sort_keys=False), end="")
+    return 0

@@ -1,4 +1,4 @@
-"""Real Kubernetes control planes for the lab: etcd + kube-apiserver + kube-controller-manager.
+"""Real Kubernetes control planes for the lab: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
 Each cluster gets its own ports (lab/addressing.py), its own etcd data dir and certificates signed by
 one lab CA, and an admin kubeconfig. Processes run in the cgroup `balancing-lab/control-plane/<cluster>`
@@ -130,6 +130,14 @@ def start(cluster: str) -> ClusterRecord:
             "--allocate-node-cidrs=false", "--leader-elect=false", "--use-service-account-credentials=true",
             "--controllers=*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             "--profiling=false", "--v=1",
+        ]),
+        _start(cluster, "kube-scheduler", [
+            str(tool_path("kube-scheduler")),
+            f"--kubeconfig={files['kubeconfig']}",
+            f"--authentication-kubeconfig={files['kubeconfig']}",
+            f"--authorization-kubeconfig={files['kubeconfig']}",
+            "--bind-address=127.0.0.1", f"--secure-port={addressing.scheduler_port}",
+            "--leader-elect=false", "--profiling=false", "--v=1",
         ]),
     ]
     return ClusterRecord(

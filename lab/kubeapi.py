@@ -1,30 +1,33 @@
 """The lab's only conversation with the API servers: playing the kubelet's part, and kubectl.
 
-Registers Node objects and renews their leases, creates Pod objects bound to lab nodes and writes
-their status (podIP, Ready) — the status kube-controller-manager turns into EndpointSlices.
+Registers Node objects and renews their leases; lists and watches the Pods bound to lab nodes and
+writes their status, Events and final deletion; requests ServiceAccount tokens and reads the
+ConfigMaps and Secrets pods mount. Pods travel as plain dicts, exactly as the API serves them.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
+import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from lab.host import LabError
-from lab.state import ClusterRecord, NodeRecord, PodRecord
+from lab.state import ClusterRecord, NodeRecord
 from lab.toolchain import tool_path
 
 LEASE_DURATION_SECONDS = 40
 LEASE_NAMESPACE = "kube-node-lease"
-LAB_CONTAINER_IMAGE = "balancing-lab/echo:local"
+MAX_PODS_PER_NODE = 110  # the kubelet's default --max-pods
 
 
 def _now() -> datetime.datetime:
@@ -107,8 +110,17 @@ def register_node(cluster: ClusterRecord, node: NodeRecord) -> None:
     renew_lease(cluster, node.name)
 
 
+def node_capacity() -> dict[str, str]:
+    """Every lab node reports the machine it shares: its CPUs and memory, and the kubelet's 110 pods."""
+    memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal:"))
+    disk = os.statvfs("/")
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib}Ki", "pods": str(MAX_PODS_PER_NODE),
+            "ephemeral-storage": f"{disk.f_blocks * disk.f_frsize // 1024}Ki"}
+
+
 def update_node_status(cluster: ClusterRecord, node: NodeRecord, *, ready: bool) -> None:
-    capacity = {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"}
+    capacity = node_capacity()
     core(cluster).patch_node_status(node.name, {"status": {
         "addresses": [{"type": "InternalIP", "address": node.underlay_ip},
                       {"type": "Hostname", "address": node.name}],
@@ -137,59 +149,158 @@ def renew_lease(cluster: ClusterRecord, node_name: str) -> None:
         _ignore_conflict(leases.create_namespaced_lease, LEASE_NAMESPACE, body)
 
 
-def create_pod(cluster: ClusterRecord, pod: PodRecord) -> None:
-    ensure_namespace(cluster, pod.namespace)
-    ports: list[dict[str, Any]] = []
-    for protocol in ("TCP", "UDP"):
-        port: dict[str, Any] = {"name": f"echo-{protocol.lower()}", "containerPort": pod.port, "protocol": protocol}
-        if pod.host_port:
-            port["hostPort"] = pod.host_port
-        ports.append(port)
-    body: Any = {
-        "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels},
-        "spec": {"nodeName": pod.node, "automountServiceAccountToken": False,
-                 "containers": [{"name": "echo", "image": LAB_CONTAINER_IMAGE, "ports": ports}]},
-    }
-    deadline = time.monotonic() + 30
+def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call an API method and return the response body as the API's own JSON (camelCase dict)."""
+    response = call(*args, _preload_content=False, **kwargs)
+    body: dict[str, Any] = json.loads(response.data)
+    return body
+
+
+def create_pod(cluster: ClusterRecord, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Create a Pod (its namespace too) and return it; an existing pod of that name is returned as is."""
+    namespace = body["metadata"]["namespace"]
+    ensure_namespace(cluster, namespace)
+    deadline = time.monotonic() + timeout
     while True:  # the namespace's default ServiceAccount appears a moment after the namespace
         try:
-            core(cluster).create_namespaced_pod(pod.namespace, body)
-            return
+            return _raw(core(cluster).create_namespaced_pod, namespace, body)
         except ApiException as error:
             if error.status == 409:
-                return
+                return _raw(core(cluster).read_namespaced_pod, body["metadata"]["name"], namespace)
             if error.status == 403 and "serviceaccount" in str(error.body).lower() and time.monotonic() < deadline:
                 time.sleep(0.2)
                 continue
             raise
 
 
-def set_pod_status(cluster: ClusterRecord, pod: PodRecord, node_ip: str, *, ready: bool) -> None:
-    now = _timestamp()
-    flag = "True" if ready else "False"
-    conditions = [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-        {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
-        {"type": "Ready", "status": flag, "lastTransitionTime": now},
-    ]
-    state: dict[str, Any] = (
-        {"running": {"startedAt": now}} if ready else {"terminated": {"exitCode": 137, "reason": "Error"}}
-    )
-    core(cluster).patch_namespaced_pod_status(pod.name, pod.namespace, {"status": {
-        "phase": "Running" if ready else "Failed",
-        "hostIP": node_ip, "hostIPs": [{"ip": node_ip}],
-        "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
-        "startTime": now, "conditions": conditions,
-        "containerStatuses": [{"name": "echo", "image": LAB_CONTAINER_IMAGE, "imageID": LAB_CONTAINER_IMAGE,
-                               "ready": ready, "started": ready, "restartCount": 0, "state": state}],
-    }})
-
-
-def delete_pod(cluster: ClusterRecord, namespace: str, name: str) -> None:
+def read_pod(cluster: ClusterRecord, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        core(cluster).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        return _raw(core(cluster).read_namespaced_pod, name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def delete_pod(cluster: ClusterRecord, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+    """Delete a Pod through the API (the kubelet then stops it); a pod that is gone is fine."""
+    try:
+        core(cluster).delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
     except ApiException as error:
         if error.status != 404:
             raise
 
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+def list_pods(cluster: ClusterRecord, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+    """Every pod matching `field_selector`, and the list's resourceVersion to watch from."""
+    listed = _raw(core(cluster).list_pod_for_all_namespaces, field_selector=field_selector)
+    return list(listed.get("items") or []), str(listed["metadata"]["resourceVersion"])
+
+
+def watch_pods(cluster: ClusterRecord, field_selector: str, resource_version: str,
+               timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event type, pod) from `resource_version` on, for at most `timeout_seconds`."""
+    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        core(cluster).list_pod_for_all_namespaces, field_selector=field_selector, resource_version=resource_version,
+        timeout_seconds=timeout_seconds, allow_watch_bookmarks=True, deserialize=False,
+    )
+    try:
+        for line in stream:
+            event = json.loads(line) if isinstance(line, str) else line
+            if event.get("type") == "ERROR":
+                if (event.get("object") or {}).get("code") == 410:
+                    raise WatchExpired()
+                raise LabError(f"watch of pods on {cluster.name}: {event.get('object')}")
+            yield str(event["type"]), event["object"]
+    except ApiException as error:
+        if error.status == 410:
+            raise WatchExpired() from None
+        raise
+
+
+def patch_pod_status(cluster: ClusterRecord, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Strategic-merge the kubelet's view into the pod's status; a pod that is gone is fine."""
+    try:
+        core(cluster).patch_namespaced_pod_status(name, namespace, {"status": status})
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def finalize_pod_deletion(cluster: ClusterRecord, namespace: str, name: str, uid: str) -> None:
+    """What the kubelet does once a deleted pod's containers are gone: remove the object for good."""
+    try:
+        options: Any = {"preconditions": {"uid": uid}, "gracePeriodSeconds": 0}
+        core(cluster).delete_namespaced_pod(name, namespace, grace_period_seconds=0, body=options)
+    except ApiException as error:
+        if error.status not in (404, 409):
+            raise
+
+
+def record_event(cluster: ClusterRecord, pod: dict[str, Any], node: str, kind: str, reason: str,
+                 message: str) -> str | None:
+    """A core/v1 Event about a pod, from the kubelet on `node` (what `kubectl describe` shows); its name."""
+    metadata = pod["metadata"]
+    now = _timestamp()
+    body: Any = {
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": metadata["name"],
+                           "namespace": metadata["namespace"], "uid": metadata["uid"]},
+        "type": kind, "reason": reason, "message": message, "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now,
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet", "reportingInstance": node,
+    }
+    try:
+        return str(_raw(core(cluster).create_namespaced_event, metadata["namespace"], body)["metadata"]["name"])
+    except ApiException as error:
+        if error.status not in (403, 404):  # the namespace is going away
+            raise
+        return None
+
+
+def repeat_event(cluster: ClusterRecord, namespace: str, name: str, count: int) -> None:
+    """The same Event again: its count and last time, as the kubelet's event recorder aggregates."""
+    try:
+        core(cluster).patch_namespaced_event(name, namespace, {"count": count, "lastTimestamp": _timestamp()})
+    except ApiException as error:
+        if error.status not in (403, 404):
+            raise
+
+
+def request_token(cluster: ClusterRecord, namespace: str, service_account: str, pod: dict[str, Any],
+                  audience: str | None, expiration_seconds: int) -> str:
+    """A ServiceAccount token from the TokenRequest API, bound to the pod (as the kubelet asks)."""
+    spec: dict[str, Any] = {
+        "expirationSeconds": expiration_seconds,
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"],
+                           "uid": pod["metadata"]["uid"]},
+    }
+    if audience:
+        spec["audiences"] = [audience]
+    created = _raw(core(cluster).create_namespaced_service_account_token, service_account, namespace,
+                   {"spec": spec})
+    return str(created["status"]["token"])
+
+
+def read_object_data(cluster: ClusterRecord, kind: str, namespace: str, name: str) -> dict[str, bytes] | None:
+    """The data of a ConfigMap (`kind` "configMap") or Secret (`kind` "secret") as bytes; None when missing."""
+    api = core(cluster)
+    try:
+        if kind == "configMap":
+            found = _raw(api.read_namespaced_config_map, name, namespace)
+            data = {key: value.encode() for key, value in (found.get("data") or {}).items()}
+            binary = found.get("binaryData") or {}
+        else:
+            found = _raw(api.read_namespaced_secret, name, namespace)
+            data, binary = {}, found.get("data") or {}
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    data.update({key: base64.b64decode(value) for key, value in binary.items()})
+    return data

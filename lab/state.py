@@ -82,6 +82,8 @@ class PodRecord:
     host_port: int | None
     labels: dict[str, str]
     process: ProcessRecord | None = None
+    uid: str = ""
+    container_cgroup: str = ""  # the echo container's cgroup, below the pod's `cgroup`
 
     @property
     def key(self) -> str:

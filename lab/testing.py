@@ -30,9 +30,11 @@ class LabPod:
     key: str
     node: str
     netns: str
-    cgroup: Path
+    cgroup: Path  # the pod's cgroup: <node cgroup>/kubepods/besteffort/pod<uid>
     ip: ipaddress.IPv4Address
     port: int
+    uid: str
+    container_cgroup: Path  # the echo container's, below `cgroup`
 
 
 class Federation:
@@ -75,15 +77,17 @@ class Federation:
     ) -> LabPod:
         record = federation.add_pod(f"{cluster}/{namespace}/{name}", node, labels or {}, port, host_port)
         return LabPod(key=record.key, node=record.node, netns=record.netns, cgroup=Path(record.cgroup),
-                      ip=ipaddress.IPv4Address(record.ip), port=record.port)
+                      ip=ipaddress.IPv4Address(record.ip), port=record.port, uid=record.uid,
+                      container_cgroup=Path(record.container_cgroup))
 
     def remove_pod(self, cluster: str, namespace: str, name: str) -> None:
         federation.remove_pod(f"{cluster}/{namespace}/{name}")
 
-    def exec(self, target: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a command on a node (NODE) or in a pod (CLUSTER/NAMESPACE/NAME) and capture its output."""
-        netns, cgroup = federation.exec_target(target)
-        return host.run_in(argv, netns=netns, cgroup=cgroup, timeout=timeout)
+    def exec(self, target: str, argv: Sequence[str], timeout: float = 60,
+             container: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command on a node (NODE) or in a pod's container (CLUSTER/NAMESPACE/NAME), capture its output."""
+        command, cgroup = federation.exec_command(target, argv, container)
+        return host.run_in(command, cgroup=cgroup, timeout=timeout)
 
     @staticmethod
     def kubectl_path() -> Path:

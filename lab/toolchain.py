@@ -6,7 +6,7 @@ are linked into $BALANCING_CACHE/bin, which the lab scripts put first on PATH.
 
 Where each tool comes from:
 - OS packages (clang, bpftool, wg, dnsmasq, ...): Debian 12 via apt-get, skipped when all present.
-- kube-apiserver, kube-controller-manager: built from the pinned k8s.io/kubernetes Go module, with
+- kube-apiserver, kube-controller-manager, kube-scheduler: built from the pinned k8s.io/kubernetes Go module, with
   `replace` directives that pin every k8s.io staging module to the matching v0.X.Y.
 - etcd, etcdctl, wireguard-go: Debian 13 packages, downloaded with a private apt state and unpacked
   with `dpkg -x` into the cache; nothing from Debian 13 is ever installed into the system.
@@ -44,6 +44,7 @@ Version = tuple[int, int, int]
 
 KUBERNETES_VERSION = "1.35.4"
 KUBERNETES_STAGING_VERSION = "0.35.4"  # every k8s.io/<staging> module is replaced with this version
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")  # one go build
 GO_MINIMUM: tuple[int, int] = (1, 25)  # what k8s.io/kubernetes v1.35 declares in its go.mod
 KUBERNETES_STAGING_MODULES = (
     "api",
@@ -141,6 +142,7 @@ TOOLS: Mapping[str, Tool] = {
     for tool in (
         Tool("kube-apiserver", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
         Tool("kube-controller-manager", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
+        Tool("kube-scheduler", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
         # Kubernetes >= 1.31 needs etcd >= 3.5.11 (or 3.4.29) for its health and watch-progress calls.
         Tool("etcd", ("--version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
         Tool("etcdctl", ("version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
@@ -532,8 +534,13 @@ def kubernetes_ldflags() -> str:
     return f"-s -w {pairs}"
 
 
+def _kubernetes_build_key() -> str:
+    """What the cached go.mod was resolved for: the pinned version and the commands built from it."""
+    return f"k8s.io/kubernetes v{KUBERNETES_VERSION}: {' '.join(KUBERNETES_COMMANDS)}\n"
+
+
 def provide_kubernetes() -> dict[str, Path]:
-    """Build kube-apiserver and kube-controller-manager from the pinned k8s.io/kubernetes module."""
+    """Build the control-plane commands from the pinned k8s.io/kubernetes module, in one go build."""
     if shutil.which("go") is None:
         raise ToolchainError("building kube-apiserver needs Go on PATH (`go` not found)")
     if _go_version() < GO_MINIMUM:
@@ -542,12 +549,12 @@ def provide_kubernetes() -> dict[str, Path]:
     build = cache_dir() / "k8s-build"
     build.mkdir(parents=True, exist_ok=True)
     build_log = build / "build.log"
-    binaries = {name: build / "bin" / name for name in ("kube-apiserver", "kube-controller-manager")}
+    binaries = {name: build / "bin" / name for name in KUBERNETES_COMMANDS}
     env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     go_mod = build / "go.mod"
-    requirement = f"k8s.io/kubernetes v{KUBERNETES_VERSION}"
-    if not go_mod.exists() or requirement not in go_mod.read_text():
-        for stale in (go_mod, build / "go.sum"):
+    key_file = build / "build-key"
+    if not go_mod.exists() or not key_file.exists() or key_file.read_text() != _kubernetes_build_key():
+        for stale in (go_mod, build / "go.sum", key_file):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         run(["go", "mod", "init", "balancing-lab/k8s-build"], cwd=build, env=env, log_file=build_log)
@@ -559,6 +566,7 @@ def provide_kubernetes() -> dict[str, Path]:
         packages = [f"k8s.io/kubernetes/cmd/{name}@v{KUBERNETES_VERSION}" for name in binaries]
         log(f"Kubernetes {KUBERNETES_VERSION}: resolving modules (log: {build_log})")
         run(["go", "get", *packages], cwd=build, env=env, log_file=build_log)
+        key_file.write_text(_kubernetes_build_key())
     log(f"Kubernetes {KUBERNETES_VERSION}: go build (about 8 min cold on 2 cores; log: {build_log})")
     started = time.monotonic()
     (build / "bin").mkdir(exist_ok=True)
@@ -584,7 +592,7 @@ def provide_kubernetes() -> dict[str, Path]:
 def provide_kubernetes_cached() -> dict[str, Path]:
     """Reuse binaries an earlier build left in the cache when they report the pinned version."""
     build = cache_dir() / "k8s-build"
-    binaries = {name: build / "bin" / name for name in ("kube-apiserver", "kube-controller-manager")}
+    binaries = {name: build / "bin" / name for name in KUBERNETES_COMMANDS}
     if all(tool_version(path, TOOLS[name]) == _version(KUBERNETES_VERSION) for name, path in binaries.items()):
         return binaries
     return provide_kubernetes()
@@ -678,6 +686,7 @@ STEP_ORDER = (
     "helm",
     "kube-apiserver",
     "kube-controller-manager",
+    "kube-scheduler",
     "bpf",
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from datapath import DEFAULT_NODE_INDEX_DIR, tunnel
 from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, Capacity, Tier
 from hub import mesh
-from lab import addressing, kubeapi, kubelet
+from lab import addressing, kubeapi, kubelet, podspec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,3 +65,16 @@ def test_lab_defaults() -> None:
     assert str(addressing.UNDERLAY_NETWORK) == "172.30.0.0/16"
     assert addressing.ClusterAddressing("hub").apiserver_port == 6443
     assert addressing.ClusterAddressing("member-2").apiserver_port == 6445
+    assert addressing.ClusterAddressing("member-2").scheduler_port == 10402
+
+
+def test_lab_kubelet_defaults_follow_the_kubelet() -> None:
+    assert (podspec.RESTART_BACKOFF_INITIAL, podspec.RESTART_BACKOFF_MAX, podspec.RESTART_BACKOFF_RESET) == (
+        10.0, 300.0, 600.0)
+    assert podspec.DEFAULT_TERMINATION_GRACE_SECONDS == 30
+    assert podspec.DEFAULT_TOKEN_EXPIRATION_SECONDS == 3607
+    assert (podspec.TOKEN_REFRESH_FRACTION, podspec.TOKEN_REFRESH_MAX_AGE) == (0.8, 86400.0)
+    assert kubeapi.MAX_PODS_PER_NODE == 110
+    assert kubelet.VOLUME_REFRESH_INTERVAL == 60.0
+    assert podspec.project_image_repository() == "ghcr.io/balancing-federation/balancing"
+    assert podspec.IMAGE_ENTRYPOINT == ("balancing",)

@@ -33,7 +33,7 @@ def test_tool_resolves_to_a_binary_of_the_pinned_version(name: str) -> None:
         assert toolchain.format_version(version) == tool.pinned, f"{name} at {binary}: {result.stdout}"
 
 
-@pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager"])
+@pytest.mark.parametrize("name", toolchain.KUBERNETES_COMMANDS)
 def test_kubernetes_binaries_carry_the_release_version(name: str) -> None:
     output = subprocess.run([str(toolchain.tool_path(name)), "--version"], capture_output=True, text=True).stdout
     assert output.strip() == f"Kubernetes v{toolchain.KUBERNETES_VERSION}"

@@ -4,6 +4,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 balancing.elf.io/member-cluster: {{ .Values.clusterName }}
 {{- end -}}
 
-{{- define "member.image" -}}
+{{/* The project image: image.repository and image.tag, the tag defaulting to the chart's appVersion. */}}
+{{- define "balancing.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}

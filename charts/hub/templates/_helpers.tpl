@@ -1,0 +1,4 @@
+{{/* The project image: image.repository and image.tag, the tag defaulting to the chart's appVersion. */}}
+{{- define "balancing.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
