@@ -93,6 +93,17 @@ class CgroupIndex:
     def refresh(self) -> None:
         self._owners = pod_cgroups(self.root)
 
+    def pod_cgroup_id(self, pod_uid: str) -> int | None:
+        """The pod-level cgroup id of a pod on this node (None when it has none here); re-walks on a miss."""
+        wanted = pod_uid.lower()
+        for attempt in range(2):
+            for found_id, (directory, owner) in self._owners.items():
+                if owner.is_pod and owner.pod_uid == wanted and directory.exists():
+                    return found_id
+            if attempt == 0:
+                self.refresh()
+        return None
+
     def resolve(self, cgroup_id: int) -> CgroupOwner | None:
         found = self._owners.get(cgroup_id)
         if found is None or not found[0].exists():

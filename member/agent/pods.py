@@ -33,5 +33,4 @@ class PodCgroups:
 
     def pod_cgroup_id(self, pod_uid: str) -> int | None:
         """The pod-level cgroup id of a pod running on this node, or None when it has none here."""
-        self.index.refresh()
         return self.index.pod_cgroup_id(pod_uid)
