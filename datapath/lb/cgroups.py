@@ -23,13 +23,21 @@ _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
 @cache
-def cgroup2_mount() -> Path:
-    with open("/proc/self/mounts") as mounts:
+def _cgroup2_mountinfo() -> tuple[Path, int]:
+    """The cgroup2 mount point, and the level of the cgroup mounted there: a pod may see only a subtree
+    bind-mounted at /sys/fs/cgroup (the lab's node agents do), and levels count from the real root."""
+    with open("/proc/self/mountinfo") as mounts:
         for line in mounts:
             fields = line.split()
-            if fields[2] == "cgroup2":
-                return Path(fields[1])
+            separator = fields.index("-")
+            if fields[separator + 1] == "cgroup2":
+                root = Path(fields[3].replace("\\040", " "))
+                return Path(fields[4].replace("\\040", " ")), len(root.parts) - 1
     raise KernelError("no cgroup2 filesystem is mounted")
+
+
+def cgroup2_mount() -> Path:
+    return _cgroup2_mountinfo()[0]
 
 
 def cgroup_path(cgroup_id: int) -> Path | None:
@@ -57,7 +65,8 @@ def cgroup_level(cgroup_id: int, unknown: int) -> int:
     path = cgroup_path(cgroup_id)
     if path is None:
         return unknown
-    return len(path.relative_to(cgroup2_mount()).parts) if path != cgroup2_mount() else 0
+    mount, mount_level = _cgroup2_mountinfo()
+    return mount_level + (len(path.relative_to(mount).parts) if path != mount else 0)
 
 
 def cgroup_ancestors(cgroup_id: int) -> list[int]:
