@@ -94,6 +94,8 @@ def _convert(node: Schema, defs: dict[str, Schema], where: str) -> Schema:
             continue
         value = node[key]
         if key == "properties":
+            if not value:
+                continue  # the apiserver drops an empty `properties`: keep stored and applied CRDs equal
             value = {name: _convert(sub, defs, f"{where}.{name}") for name, sub in value.items()}
         elif key == "items":
             value = _convert(value, defs, f"{where}[]")
