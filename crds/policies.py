@@ -400,10 +400,14 @@ class PolicyStatus(ApiModel):
     backend_count: Annotated[Int, Field(ge=0)] | None = Field(
         default=None, description="Number of backends currently resolved for the frontend."
     )
+    node_count: Annotated[Int, Field(ge=0)] | None = Field(
+        default=None, description="Number of nodes that report the policy programmed at its current generation."
+    )
     conditions: Conditions | None = Field(
         default=None,
         description=(
-            "Ready: programmed on the nodes it targets. Conflict: another policy already binds the same frontend."
+            "Accepted: valid and binding its frontend. Conflict: another policy already binds the same frontend."
+            " Ready: programmed on every node it targets."
         ),
     )
 
@@ -465,6 +469,13 @@ def _policy_columns(extra: tuple[PrinterColumn, ...]) -> tuple[PrinterColumn, ..
             json_path=".status.backendCount",
             type="integer",
             description="Resolved backends",
+            priority=1,
+        ),
+        PrinterColumn(
+            name="Nodes",
+            json_path=".status.nodeCount",
+            type="integer",
+            description="Nodes that programmed it",
             priority=1,
         ),
         PrinterColumn(

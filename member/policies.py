@@ -13,11 +13,12 @@ Disabled policies claim nothing. Deleting the winner promotes the next policy at
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crds import BalancingPolicy, LocalRedirectPolicy
+from crds import NODE_PROXY_IPV4_ANNOTATION, BalancingPolicy, LocalRedirectPolicy
 
 Policy = BalancingPolicy | LocalRedirectPolicy
 
@@ -131,3 +132,17 @@ def service_frontend(service: Mapping[str, Any]) -> ServiceFrontend:
         if port.get("port")
     )
     return ServiceFrontend(tuple(ips), ports)
+
+
+def node_proxy_ipv4(node: Mapping[str, Any] | None) -> tuple[str | None, str]:
+    """A node's `balancing.elf.io/nodeProxyIpv4`, or (None, problem) when it is absent or malformed."""
+    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(NODE_PROXY_IPV4_ANNOTATION)
+    if value is None:
+        return None, ""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        name = ((node or {}).get("metadata") or {}).get("name")
+        return None, f"node {name}: annotation {NODE_PROXY_IPV4_ANNOTATION} {value!r} is not an IPv4 address"
+    return value, ""

@@ -22,18 +22,27 @@ _libc.open_by_handle_at.restype = ctypes.c_int
 _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
+def cgroup2_mount_in(mountinfo: str) -> tuple[Path, int]:
+    """From /proc/self/mountinfo text: the cgroup2 mount point, and the level of the cgroup mounted
+    there. A pod may see only a subtree bind-mounted at /sys/fs/cgroup (the lab's node agents do),
+    and levels count from the real root. Of several mounts on one mount point, the last one listed
+    is the one a path lookup reaches."""
+    roots: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        separator = fields.index("-")
+        if fields[separator + 1] == "cgroup2":
+            roots[fields[4].replace("\\040", " ")] = fields[3].replace("\\040", " ")
+    if not roots:
+        raise KernelError("no cgroup2 filesystem is mounted")
+    mount_point = next(iter(roots))
+    return Path(mount_point), len(Path(roots[mount_point]).parts) - 1
+
+
 @cache
 def _cgroup2_mountinfo() -> tuple[Path, int]:
-    """The cgroup2 mount point, and the level of the cgroup mounted there: a pod may see only a subtree
-    bind-mounted at /sys/fs/cgroup (the lab's node agents do), and levels count from the real root."""
     with open("/proc/self/mountinfo") as mounts:
-        for line in mounts:
-            fields = line.split()
-            separator = fields.index("-")
-            if fields[separator + 1] == "cgroup2":
-                root = Path(fields[3].replace("\\040", " "))
-                return Path(fields[4].replace("\\040", " ")), len(root.parts) - 1
-    raise KernelError("no cgroup2 filesystem is mounted")
+        return cgroup2_mount_in(mounts.read())
 
 
 def cgroup2_mount() -> Path:

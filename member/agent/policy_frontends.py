@@ -7,14 +7,13 @@ controller keeps (docs/member.md); hostPort and nodeProxy backends are found fro
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from crds import NODE_PROXY_IPV4_ANNOTATION, BalancingPolicy, LocalRedirectPolicy, PortInfo, PortPairingError
+from crds import BalancingPolicy, LocalRedirectPolicy, PortInfo, PortPairingError
 from datapath.lb import BackendSpec, FrontendSpec, Tier
 from member.agent.services import Obj, affinity_timeout, node_internal_ip
-from member.policies import Binding, Policy, ServiceFrontend, policy_ref, service_frontend
+from member.policies import Binding, Policy, ServiceFrontend, node_proxy_ipv4, policy_ref, service_frontend
 
 
 @dataclass(frozen=True)
@@ -98,20 +97,6 @@ def _selected_pods(slices: Iterable[Obj]) -> list[tuple[str, str, str, bool, boo
                 bool(conditions.get("terminating")),
             )
     return sorted(pods.values())
-
-
-def node_proxy_ipv4(node: Obj | None) -> tuple[str | None, str]:
-    """A node's `balancing.elf.io/nodeProxyIpv4`, or (None, problem) when it is absent or malformed."""
-    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(NODE_PROXY_IPV4_ANNOTATION)
-    if value is None:
-        return None, ""
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        name = ((node or {}).get("metadata") or {}).get("name")
-        return None, f"node {name}: annotation {NODE_PROXY_IPV4_ANNOTATION} {value!r} is not an IPv4 address"
-    return value, ""
 
 
 def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontends:

@@ -193,9 +193,13 @@ def policy_status(
     conditions: list[dict[str, Any]] = []
     events: list[tuple[str, str, str]] = []
     targets = target_nodes(policy, nodes)
-    programmed = [n for n in targets if reports.get(n) and reports[n].state == "Programmed"
-                  and (reports[n].generation or 0) >= (generation or 0)]
     count = backend_count(policy, endpoints)
+    # A BalancingPolicy resolves to the same backends on every node: a node that reports none yet has
+    # not seen them. (A LocalRedirectPolicy legitimately has none on nodes without a local backend.)
+    needs_backends = isinstance(policy, BalancingPolicy) and count > 0
+    programmed = [n for n in targets if reports.get(n) and reports[n].state == "Programmed"
+                  and (reports[n].generation or 0) >= (generation or 0)
+                  and (reports[n].backends > 0 or not needs_backends)]
     if binding is None:  # disabled
         conditions += [_condition("Accepted", True, "Accepted", "the policy is valid", generation),
                        _condition("Conflict", False, "NoConflict", "the policy is disabled and binds nothing",

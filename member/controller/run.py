@@ -27,7 +27,7 @@ from member import kube
 from member.agent.services import PROXIED_PROTOCOLS
 from member.controller.plan import NodeReport, desired_slices, policy_status, selected_endpoints, slice_content
 from member.observability import LATENCY_BUCKETS, Health, serve
-from member.policies import Policy, resolve_bindings, service_frontend
+from member.policies import Policy, node_proxy_ipv4, resolve_bindings, service_frontend
 
 log = logging.getLogger("balancing.controller")
 COMPONENT = "balancing-member-controller"
@@ -112,15 +112,9 @@ class Controller:
         next_resync = 0.0  # the first reconcile runs at once
         while not self.stopping.is_set():
             self.health.beat()
-            wait = min(1.0, max(0.0, next_resync - time.monotonic()))
-            try:
-                self._apply(self.events.get(timeout=wait))
-                deadline = time.monotonic() + self.settings.batch_window
-                while (remaining := deadline - time.monotonic()) > 0:
-                    self._apply(self.events.get(timeout=remaining))
-            except queue.Empty:
-                if self.events.empty() and time.monotonic() < next_resync:
-                    continue
+            changed = self._gather(timeout=min(1.0, max(0.0, next_resync - time.monotonic())))
+            if not changed and time.monotonic() < next_resync:
+                continue
             try:
                 self.reconcile()
                 self.health.ready = True
@@ -128,6 +122,20 @@ class Controller:
                 log.exception("reconcile failed; retrying")
                 time.sleep(1.0)
             next_resync = time.monotonic() + self.settings.resync_period
+
+    def _gather(self, timeout: float) -> bool:
+        """Apply the next event and whatever follows within the batch window; False when none came."""
+        try:
+            self._apply(self.events.get(timeout=timeout))
+        except queue.Empty:
+            return False
+        deadline = time.monotonic() + self.settings.batch_window
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self._apply(self.events.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return True
 
     # -- one reconcile ------------------------------------------------------------------------------
 
@@ -169,6 +177,10 @@ class Controller:
                 self._event(raw_policies[ref], event_type, reason, message)
             ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
             self.policies_ready.labels(policy.kind, ready["reason"]).inc()
+        for node in self.objects["Node"].values():
+            _address, problem = node_proxy_ipv4(node)
+            if problem:
+                self._event(node, "Warning", "InvalidAnnotation", f"{problem}; nodeProxy policies leave this node out")
         for service in services.values():
             for port in (service.get("spec") or {}).get("ports") or []:
                 if (port.get("protocol") or "TCP") not in PROXIED_PROTOCOLS:
