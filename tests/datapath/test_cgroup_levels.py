@@ -17,7 +17,8 @@ ROWS = [
     ("the host's own mount", HOST, ("/sys/fs/cgroup/unified", 0)),
     ("a pod that sees its node's subtree over the host's mount", HOST + POD_BINDS, ("/sys/fs/cgroup/unified", 3)),
     ("a subtree mounted alone", POD_BINDS, ("/sys/fs/cgroup", 3)),
-    ("a mount point with a space", "31 25 0:38 /a /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n", ("/mnt/my cgroups", 1)),
+    ("a mount point with a space", "31 25 0:38 /a /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n",
+     ("/mnt/my cgroups", 1)),
 ]
 
 
