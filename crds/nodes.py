@@ -35,6 +35,18 @@ class PolicyOnNode(ApiModel):
     message: Annotated[str, Field(max_length=1024)] | None = None
 
 
+class NodeProblem(ApiModel):
+    """Something this node could not program, and why; the rest of the node is unaffected."""
+
+    source: Annotated[str, Field(max_length=512)] = Field(
+        description="What it is about: `service:NAMESPACE/NAME`, `policies`, or `nodes`."
+    )
+    message: Annotated[str, Field(max_length=1024)]
+
+
+MAX_NODE_PROBLEMS = 64
+
+
 class BalancingNodeStatus(ApiModel):
     last_sync_time: Timestamp | None = Field(default=None, description="When the datapath was last synced.")
     agent_version: Annotated[str, Field(max_length=64)] | None = None
@@ -50,6 +62,9 @@ class BalancingNodeStatus(ApiModel):
         ]
         | None
     ) = None
+    problems: Annotated[list[NodeProblem], Field(max_length=MAX_NODE_PROBLEMS)] | None = Field(
+        default=None, description="What could not be programmed (at most 64 listed)."
+    )
     conditions: Conditions | None = Field(
         default=None, description="Ready: the datapath holds the desired state (False names what could not be)."
     )

@@ -52,6 +52,7 @@ class SyncResult:
     problems: dict[str, str] = field(default_factory=dict)  # source -> why its old frontends were kept
     lost: list[str] = field(default_factory=list)  # frontends a source lost to an older one
     seconds: float = 0.0
+    report: ApplyReport | None = None  # a full sync's: what the writes were
 
 
 class Reconciler:
@@ -129,6 +130,7 @@ class Reconciler:
         self.programmed = owners
         self.synced_once = True
         result.elements_written = report.elements_written
+        result.report = report
         result.seconds = time.perf_counter() - started
         return result
 

@@ -6,6 +6,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from crds.nodes import MAX_NODE_PROBLEMS
 from datapath.lb import FrontendSpec, Tier
 from member.agent.cache import POLICIES, ClusterCache
 from member.agent.translate import FrontendKey, SourceOutput
@@ -60,11 +61,14 @@ def node_status(
                     f"{len(programmed)} frontends programmed")[:MAX_MESSAGE],
         "lastTransitionTime": now,
     }
-    return {
+    status: dict[str, Any] = {
         "lastSyncTime": now,
         "agentVersion": AGENT_VERSION,
         "frontends": len(programmed),
         "backends": backend_slots,
         "policies": policies,
+        "problems": [{"source": source, "message": why[:MAX_MESSAGE]}
+                     for source, why in sorted(problems.items())][:MAX_NODE_PROBLEMS],
         "conditions": [condition],
     }
+    return status

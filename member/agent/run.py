@@ -192,6 +192,11 @@ class Agent:
         self.metrics.problems.set(len(self.reconciler.problems))
         fields = {"sync": kind, "upserts": result.upserts, "removals": result.removals,
                   "mapWrites": result.elements_written, "ms": round(result.seconds * 1000, 2)}
+        if result.report is not None:
+            report = result.report
+            fields["frontends"] = {"added": report.added, "swapped": report.swapped, "retuned": report.retuned,
+                                   "removed": report.removed, "unchanged": report.unchanged}
+            fields["collected"] = {"backendSets": report.garbage_sets_deleted, "policyNames": report.policies_retired}
         if result.problems:
             fields["problems"] = result.problems
         if result.lost:

@@ -177,6 +177,12 @@ class Controller:
                 self._event(raw_policies[ref], event_type, reason, message)
             ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
             self.policies_ready.labels(policy.kind, ready["reason"]).inc()
+        for name, node_status in self.objects["BalancingNode"].items():
+            for problem in (node_status.get("status") or {}).get("problems") or []:
+                source = str(problem.get("source", ""))
+                service = services.get(source.removeprefix("service:")) if source.startswith("service:") else None
+                if service is not None:
+                    self._event(service, "Warning", "NotProgrammed", f"{problem.get('message')} (node {name})")
         for node in self.objects["Node"].values():
             _address, problem = node_proxy_ipv4(node)
             if problem:
