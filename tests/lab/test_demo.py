@@ -1,28 +1,39 @@
-"""The quick start's main job: a pod in member-1 reaches pods in member-2 through a VIP and the mesh."""
+"""The quick start's main job, through the components Helm installs: the seed policies live and Ready on
+member-1, and a member-1 pod reaching member-2 pods through a policy VIP over the mesh; then --undo."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 from lab import host
-from lab.demo import CLIENT_NODE, MESH_NODES, VIP
+from lab.demo import CLIENT_NODE, CROSS_POLICY, MESH_NODES, VIP
 from lab.testing import Federation
 
 
-def test_the_demo_reaches_member_2_through_the_vip_and_undo_removes_it(federation: Federation) -> None:
-    run = subprocess.run([sys.executable, "-m", "lab.demo"], capture_output=True, text=True, timeout=300)
+def test_the_demo_runs_the_main_job_and_undo_removes_it(federation: Federation) -> None:
+    run = subprocess.run([sys.executable, "-m", "lab.demo"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "20/20 requests reached member-2 through the VIP." in run.stdout
-    assert "web-1:" in run.stdout and "web-2:" in run.stdout  # both backends answered
-    assert f"from {VIP}:80" in run.stdout  # the UDP reply shows the VIP
-    assert "resolved by tier balancing" in run.stdout
-    assert "redirected by balancing policy demo/web-in-member-2" in run.stdout
+    out = run.stdout
+    for seed in ("test-service-podendpoint", "test-service-hostport", "test-service-nodeproxy", "test-addr",
+                 "test-service"):
+        assert seed in out
+    assert "(LocalRedirectPolicy test-addr): http-redirect-1" in out, "the local pod on the client's node"
+    assert "20/20 requests reached member-2 through the VIP." in out
+    assert "web-1:" in out and "web-2:" in out  # both backends answered
+    assert f"from {VIP}:80" in out  # the UDP reply shows the VIP
+    assert "resolved by tier balancing" in out
+    assert f'"policy": "BalancingPolicy/{CROSS_POLICY}"' in out, "the agent logged the resolution"
+    policies = json.loads(federation.kubectl("member-1", "get", "bp,lrp", "-o", "json").stdout)["items"]
+    ready = {p["metadata"]["name"]: next(c["status"] for c in p["status"]["conditions"] if c["type"] == "Ready")
+             for p in policies}
+    assert set(ready.values()) == {"True"}, ready
 
-    undo = subprocess.run([sys.executable, "-m", "lab.demo", "--undo"], capture_output=True, text=True, timeout=300)
+    undo = subprocess.run([sys.executable, "-m", "lab.demo", "--undo"], capture_output=True, text=True, timeout=600)
     assert undo.returncode == 0, undo.stderr
     for name in MESH_NODES:
         assert not host.link_exists("bfwg0", federation.node(name).netns), name
-    node = federation.node(CLIENT_NODE)
-    assert not node.bpffs.exists() or not any(node.bpffs.iterdir()), "socket LB pins left behind"
-    assert "member-1/demo/client" not in federation.state.pods
+    pins = federation.node(CLIENT_NODE).bpffs / "balancing"
+    assert not pins.exists() or not any(pins.iterdir()), "socket LB pins left behind"
+    assert not json.loads(federation.kubectl("member-1", "get", "bp,lrp", "-o", "json").stdout)["items"]
