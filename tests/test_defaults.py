@@ -12,6 +12,10 @@ from datapath import DEFAULT_NODE_INDEX_DIR, tunnel
 from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, Capacity, Tier
 from hub import mesh
 from lab import addressing, kubeapi, kubelet, podspec
+from member.agent import reconciler, services
+from member.agent import settings as agent_settings
+from member.controller import run as controller
+from member.kube import LIST_PAGE_SIZE, WATCH_TIMEOUT_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,3 +82,17 @@ def test_lab_kubelet_defaults_follow_the_kubelet() -> None:
     assert kubelet.VOLUME_REFRESH_INTERVAL == 60.0
     assert podspec.project_image_repository() == "ghcr.io/balancing-federation/balancing"
     assert podspec.IMAGE_ENTRYPOINT == ("balancing",)
+
+
+def test_member_defaults() -> None:
+    defaults = agent_settings.from_environment({"NODE_NAME": "n1"})
+    assert (defaults.batch_window, defaults.resync_period, defaults.status_period) == (0.02, 300.0, 2.0)
+    assert defaults.bpffs == Path("/sys/fs/bpf/balancing")
+    assert defaults.cgroup_root == Path("/sys/fs/cgroup") and defaults.allow_cgroup_root
+    assert (defaults.redirect_qos_limit, defaults.metrics_address) == (0, "0.0.0.0:9964")
+    assert defaults.namespace == "balancing-system"
+    assert reconciler.FULL_SYNC_THRESHOLD == 256
+    assert services.DEFAULT_AFFINITY_TIMEOUT_S == 10800  # Kubernetes' sessionAffinityConfig default
+    assert (controller.DEFAULT_BATCH_WINDOW, controller.DEFAULT_RESYNC_PERIOD) == (0.05, 60.0)
+    assert controller.ControllerSettings().metrics_address == "0.0.0.0:9965"
+    assert (LIST_PAGE_SIZE, WATCH_TIMEOUT_SECONDS) == (500, 290)
