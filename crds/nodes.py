@@ -10,15 +10,27 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from crds._base import ApiModel, Conditions, DnsSubdomain, KubeObject, PrinterColumn, Timestamp
+from crds._base import ApiModel, Conditions, DnsSubdomain, IPv4, KubeObject, PrinterColumn, Timestamp
+from crds.federation import MAX_PEERS, TunnelPeer, WireGuardPublicKey
 
 PolicyKind = Literal["BalancingPolicy", "LocalRedirectPolicy"]
 PolicyState = Literal["Programmed", "NodeNotSelected", "Conflict", "ServiceNotFound", "Disabled", "Invalid", "Failed"]
 MAX_NODE_POLICIES = 4096
 
 
+class NodeTunnel(ApiModel):
+    """The node's share of the WireGuard mesh, as the hub planned it (the member controller copies it
+    from the node's NodeTunnelEndpoint status; the agent applies it)."""
+
+    proxy_ipv4: IPv4 | None = Field(default=None, alias="proxyIPv4", description="The node's proxy IPv4.")
+    peers: Annotated[list[TunnelPeer], Field(max_length=MAX_PEERS)] = Field(default_factory=list)
+
+
 class BalancingNodeSpec(ApiModel):
-    """Empty: the object's name is the node's name, and everything else is observed state."""
+    """Written by the member controller: what the node's agent must apply besides its cluster's Services
+    and policies. The object's name is the node's name."""
+
+    tunnel: NodeTunnel | None = Field(default=None, description="The node's WireGuard mesh share, when joined.")
 
 
 class PolicyOnNode(ApiModel):
@@ -49,6 +61,9 @@ MAX_NODE_PROBLEMS = 64
 
 class BalancingNodeStatus(ApiModel):
     last_sync_time: Timestamp | None = Field(default=None, description="When the datapath was last synced.")
+    wireguard_public_key: WireGuardPublicKey | None = Field(
+        default=None, description="The node's WireGuard public key (its private key never leaves the node)."
+    )
     agent_version: Annotated[str, Field(max_length=64)] | None = None
     frontends: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Frontends programmed.")
     backends: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Backend slots in use.")

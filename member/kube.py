@@ -57,13 +57,15 @@ ENDPOINT_SLICES = WatchedKind("EndpointSlice", "/apis/discovery.k8s.io/v1/endpoi
 BALANCING_POLICIES = WatchedKind("BalancingPolicy", "/apis/balancing.elf.io/v1beta1/balancingpolicies")
 LOCAL_REDIRECT_POLICIES = WatchedKind("LocalRedirectPolicy", "/apis/balancing.elf.io/v1beta1/localredirectpolicies")
 BALANCING_NODES = WatchedKind("BalancingNode", "/apis/balancing.elf.io/v1beta1/balancingnodes")
-POLICY_PATHS = {kind.kind: kind.path for kind in (BALANCING_POLICIES, LOCAL_REDIRECT_POLICIES)}
 
 
 def agent_kinds(node_name: str) -> tuple[WatchedKind, ...]:
-    """What a node agent watches: everything that decides its node's datapath, and its node's pods."""
+    """What a node agent watches: everything that decides its node's datapath, its node's pods, and its
+    own BalancingNode (whose spec carries the node's mesh share)."""
     return (NODES, SERVICES, ENDPOINT_SLICES, WatchedKind("Pod", "/api/v1/pods", f"spec.nodeName={node_name}"),
-            BALANCING_POLICIES, LOCAL_REDIRECT_POLICIES)
+            BALANCING_POLICIES, LOCAL_REDIRECT_POLICIES,
+            WatchedKind("ServiceImport", "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports"),
+            WatchedKind("BalancingNode", BALANCING_NODES.path, f"metadata.name={node_name}"))
 
 
 def controller_kinds(namespace: str) -> tuple[WatchedKind, ...]:
@@ -241,31 +243,62 @@ def write_node_status(api: Api, node_name: str, status: Mapping[str, Any]) -> No
 # --- the controller's writes ----------------------------------------------------------------------------
 
 
-def slices_path(namespace: str) -> str:
-    return f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+# Plural and API version of every kind the member writes, for its REST paths.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices"),
+    "Node": ("v1", "nodes"),
+    "BalancingPolicy": ("balancing.elf.io/v1beta1", "balancingpolicies"),
+    "LocalRedirectPolicy": ("balancing.elf.io/v1beta1", "localredirectpolicies"),
+    "BalancingNode": ("balancing.elf.io/v1beta1", "balancingnodes"),
+    "MemberCluster": ("balancing.elf.io/v1beta1", "memberclusters"),
+    "ExportedService": ("balancing.elf.io/v1beta1", "exportedservices"),
+    "FederatedEndpointSlice": ("balancing.elf.io/v1beta1", "federatedendpointslices"),
+    "FederatedService": ("balancing.elf.io/v1beta1", "federatedservices"),
+    "NodeTunnelEndpoint": ("balancing.elf.io/v1beta1", "nodetunnelendpoints"),
+    "ServiceExport": ("multicluster.x-k8s.io/v1alpha1", "serviceexports"),
+    "ServiceImport": ("multicluster.x-k8s.io/v1alpha1", "serviceimports"),
+    "ClusterProperty": ("about.k8s.io/v1alpha1", "clusterproperties"),
+}
 
 
-def put_endpoint_slice(api: Api, body: Mapping[str, Any], existing: Mapping[str, Any] | None) -> None:
-    """Create the slice, or replace the existing one (its resourceVersion guards a concurrent change)."""
+def path_of(kind: str, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    """The REST path of a kind's collection, or of one object (and a subresource of it)."""
+    api_version, plural = RESOURCES[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{quote(namespace)}/{plural}" if namespace else f"{base}/{plural}"
+    if name is not None:
+        path += f"/{quote(name)}"
+    if subresource is not None:
+        path += f"/{subresource}"
+    return path
+
+
+def put_object(api: Api, body: Mapping[str, Any], existing: Mapping[str, Any] | None) -> Any:
+    """Create `body`, or replace `existing` with it (its resourceVersion guards a concurrent change)."""
     metadata = body["metadata"]
+    namespace = metadata.get("namespace")
     if existing is None:
-        api.request("POST", slices_path(metadata["namespace"]), body=body)
-        return
+        return api.request("POST", path_of(body["kind"], namespace), body=body)
     replaced = {**body, "metadata": {**metadata, "resourceVersion": existing["metadata"]["resourceVersion"]}}
-    api.request("PUT", f"{slices_path(metadata['namespace'])}/{quote(metadata['name'])}", body=replaced)
+    return api.request("PUT", path_of(body["kind"], namespace, metadata["name"]), body=replaced)
 
 
-def delete_endpoint_slice(api: Api, namespace: str, name: str) -> None:
+def delete_object(api: Api, kind: str, namespace: str | None, name: str) -> None:
     try:
-        api.request("DELETE", f"{slices_path(namespace)}/{quote(name)}")
+        api.request("DELETE", path_of(kind, namespace, name))
     except ApiException as error:
         if error.status != 404:
             raise
 
 
-def patch_status(api: Api, kind: str, name: str, status: Mapping[str, Any]) -> None:
-    api.request("PATCH", f"{POLICY_PATHS[kind]}/{quote(name)}/status", body={"status": status},
-                content_type="application/merge-patch+json")
+def merge_patch(api: Api, kind: str, namespace: str | None, name: str, body: Mapping[str, Any],
+                subresource: str | None = None) -> Any:
+    return api.request("PATCH", path_of(kind, namespace, name, subresource), body=body,
+                       content_type="application/merge-patch+json")
+
+
+def patch_status(api: Api, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]) -> None:
+    merge_patch(api, kind, namespace, name, {"status": status}, "status")
 
 
 def emit_event(api: Api, involved: Mapping[str, Any], event_type: str, reason: str, message: str,

@@ -26,6 +26,10 @@ Policy = BalancingPolicy | LocalRedirectPolicy
 POLICY_KIND_LABEL = "balancing.elf.io/policy-kind"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "member-controller.balancing.elf.io"
+# On policy EndpointSlices of other clusters: their addresses are final for the policy's redirect mode.
+RESOLVED_LABEL = "balancing.elf.io/resolved"
+# On a hub policy's local copy.
+ORIGIN_LABEL = "balancing.elf.io/origin"
 FrontendClaim = tuple[str, ...]  # ("svc", ns, name, port, proto) or ("ip", ip, port, proto)
 ServicePortsLookup = Callable[[str, str], "ServiceFrontend | None"]
 

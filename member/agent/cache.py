@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crds import POLICY_NAME_LABEL, BalancingPolicy, InvalidObjectError, LocalRedirectPolicy, parse_object
+from crds.mcs import MCS_SERVICE_NAME_LABEL
 from member.agent.services import SERVICE_NAME_LABEL, ZONE_LABEL, Obj
 from member.policies import MANAGED_BY, MANAGED_BY_LABEL, POLICY_KIND_LABEL, Policy, policy_ref
 
 NODES = "nodes"
 POLICIES = "policies"
+TUNNEL = "tunnel"  # this node's mesh share: applied apart from the socket LB
 EVERYTHING = "*"
 
 # Metadata nobody here reads: dropping it keeps the cache small (managedFields alone is often half an object).
@@ -51,6 +53,10 @@ def service_source(key: str) -> str:
     return f"service:{key}"
 
 
+def import_source(key: str) -> str:
+    return f"import:{key}"
+
+
 def _node_fingerprint(node: Obj | None) -> tuple[Any, ...]:
     if node is None:
         return ()
@@ -75,6 +81,9 @@ class ClusterCache:
     policies: dict[str, Policy] = field(default_factory=dict)  # policy_ref -> model
     invalid_policies: dict[str, str] = field(default_factory=dict)  # "Kind/name" -> why it cannot be parsed
     pods: dict[str, Obj] = field(default_factory=dict)  # pods on this node, by "ns/name"
+    imports: dict[str, Obj] = field(default_factory=dict)  # MCS ServiceImports by "ns/name"
+    import_slices: dict[str, dict[str, Obj]] = field(default_factory=dict)  # "ns/svc" -> slice key -> slice
+    own: Obj | None = None  # this node's BalancingNode (its spec carries the node's tunnel)
     _slice_owner: dict[str, tuple[str, str]] = field(default_factory=dict)  # slice -> ("service"|"policy", owner)
     _pods_by_uid: dict[str, Obj] = field(default_factory=dict)
 
@@ -110,7 +119,16 @@ class ClusterCache:
                 self.services.pop(key, None)
             else:
                 self.services[key] = trim(obj)
-            return {service_source(key), POLICIES}
+            return {service_source(key), import_source(key), POLICIES}
+        if kind == "ServiceImport":
+            if deleted:
+                self.imports.pop(key, None)
+            else:
+                self.imports[key] = trim(obj)
+            return {import_source(key)}
+        if kind == "BalancingNode":
+            self.own = None if deleted else trim(obj)
+            return {TUNNEL}
         if kind == "EndpointSlice":
             return self._apply_slice(key, obj, deleted)
         if kind == "Pod":  # only for naming event clients: the datapath does not depend on pods
@@ -142,7 +160,7 @@ class ClusterCache:
         dirty: set[str] = set()
         owner = self._slice_owner.pop(key, None)
         if owner is not None:  # forget the old placement first: a slice's labels may change
-            dirty.add(self._forget_slice(key, *owner))
+            dirty |= self._forget_slice(key, *owner)
         if deleted:
             return dirty
         if POLICY_NAME_LABEL in labels and POLICY_KIND_LABEL in labels:
@@ -154,22 +172,29 @@ class ClusterCache:
         elif SERVICE_NAME_LABEL in labels:
             owner = ("service", f"{namespace}/{labels[SERVICE_NAME_LABEL]}")
             self.service_slices.setdefault(owner[1], {})[key] = trim(obj)
-            dirty.add(service_source(owner[1]))
+            dirty |= {service_source(owner[1]), import_source(owner[1])}
+        elif MCS_SERVICE_NAME_LABEL in labels and labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+            owner = ("import", f"{namespace}/{labels[MCS_SERVICE_NAME_LABEL]}")
+            self.import_slices.setdefault(owner[1], {})[key] = trim(obj)
+            dirty.add(import_source(owner[1]))
         else:
             return dirty
         self._slice_owner[key] = owner
         return dirty
 
-    def _forget_slice(self, key: str, table_name: str, owner: str) -> str:
-        table = self.policy_slices if table_name == "policy" else self.service_slices
+    def _forget_slice(self, key: str, table_name: str, owner: str) -> set[str]:
+        table = {"policy": self.policy_slices, "service": self.service_slices, "import": self.import_slices}[table_name]
         slices = table.get(owner, {})
         slices.pop(key, None)
         if not slices:
             table.pop(owner, None)
-        return POLICIES if table_name == "policy" else service_source(owner)
+        if table_name == "service":
+            return {service_source(owner), import_source(owner)}
+        return {POLICIES} if table_name == "policy" else {import_source(owner)}
 
     def pod_by_uid(self, uid: str) -> Obj | None:
         return self._pods_by_uid.get(uid)
 
     def all_sources(self) -> set[str]:
-        return {NODES, POLICIES} | {service_source(key) for key in self.services}
+        return ({NODES, POLICIES} | {service_source(key) for key in self.services}
+                | {import_source(key) for key in self.imports})

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from crds import BalancingPolicy, LocalRedirectPolicy, PortInfo, PortPairingError
 from datapath.lb import BackendSpec, FrontendSpec, Tier
 from member.agent.services import Obj, affinity_timeout, node_internal_ip
-from member.policies import Binding, Policy, ServiceFrontend, node_proxy_ipv4, policy_ref, service_frontend
+from member.policies import (
+    RESOLVED_LABEL,
+    Binding,
+    Policy,
+    ServiceFrontend,
+    node_proxy_ipv4,
+    policy_ref,
+    service_frontend,
+)
 
 
 @dataclass(frozen=True)
@@ -72,31 +80,46 @@ def _port_pairs(policy: Policy, service: ServiceFrontend | None) -> list[tuple[i
     return [(front.number, front.protocol, back.number) for front, back in pairs]
 
 
-def _usable(endpoints: list[tuple[str, str, bool, bool, bool]]) -> list[tuple[str, str]]:
-    """(address, node) of ready endpoints, else of serving-and-terminating ones."""
-    ready = [(ip, node) for ip, node, is_ready, _s, _t in endpoints if is_ready]
-    return ready or [(ip, node) for ip, node, _r, serving, terminating in endpoints if serving and terminating]
+@dataclass(frozen=True)
+class SelectedPod:
+    """One endpoint of a policy's slices. `resolved`: another cluster's, its address already final
+    for the policy's redirect mode (the member controller resolved it when it imported it)."""
+
+    address: str
+    node: str
+    uid: str
+    ready: bool
+    serving: bool
+    terminating: bool
+    resolved: bool = False
 
 
-def _selected_pods(slices: Iterable[Obj]) -> list[tuple[str, str, str, bool, bool, bool]]:
-    """(address, node, pod uid, ready, serving, terminating) of each endpoint in the policy's slices."""
-    pods: dict[str, tuple[str, str, str, bool, bool, bool]] = {}
+def _usable(pods: list[SelectedPod]) -> list[SelectedPod]:
+    """Ready endpoints, else serving-and-terminating ones."""
+    return [pod for pod in pods if pod.ready] or [pod for pod in pods if pod.serving and pod.terminating]
+
+
+def _selected_pods(slices: Iterable[Obj]) -> list[SelectedPod]:
+    """Every endpoint in a policy's slices, each address once."""
+    pods: dict[str, SelectedPod] = {}
     for endpoint_slice in slices:
+        resolved = ((endpoint_slice.get("metadata") or {}).get("labels") or {}).get(RESOLVED_LABEL) == "true"
         for endpoint in endpoint_slice.get("endpoints") or []:
             addresses = endpoint.get("addresses") or []
             if not addresses:
                 continue
             conditions = endpoint.get("conditions") or {}
             ready = conditions.get("ready") is not False
-            pods[addresses[0]] = (
-                addresses[0],
-                str(endpoint.get("nodeName") or ""),
-                str((endpoint.get("targetRef") or {}).get("uid") or ""),
-                ready,
-                conditions.get("serving", ready) is not False,
-                bool(conditions.get("terminating")),
+            pods[addresses[0]] = SelectedPod(
+                address=addresses[0],
+                node=str(endpoint.get("nodeName") or ""),
+                uid=str((endpoint.get("targetRef") or {}).get("uid") or ""),
+                ready=ready,
+                serving=conditions.get("serving", ready) is not False,
+                terminating=bool(conditions.get("terminating")),
+                resolved=resolved,
             )
-    return sorted(pods.values())
+    return sorted(pods.values(), key=lambda pod: pod.address)
 
 
 def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontends:
@@ -129,8 +152,8 @@ def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontend
     tier = Tier.BALANCING
     if isinstance(policy, LocalRedirectPolicy):
         tier = Tier.LOCAL_REDIRECT
-        pods = [pod for pod in pods if pod[1] == context.node]  # node-local backends only
-        cgroups = {context.pod_cgroup(uid) for _ip, _node, uid, *_ in pods if uid}
+        pods = [pod for pod in pods if pod.node == context.node and not pod.resolved]  # node-local backends only
+        cgroups = {context.pod_cgroup(pod.uid) for pod in pods if pod.uid}
         skip = tuple(sorted(cgroup for cgroup in cgroups if cgroup))  # a backend never redirects to itself
         limit = policy.spec.config.redirect_qos_limit if policy.spec.config is not None else None
         qos = context.default_qos_limit if limit is None else limit
@@ -160,23 +183,22 @@ def policy_frontends(binding: Binding, context: PolicyContext) -> PolicyFrontend
 
 
 def _backend_addresses(
-    policy: Policy, pods: list[tuple[str, str, str, bool, bool, bool]], context: PolicyContext, result: PolicyFrontends
+    policy: Policy, pods: list[SelectedPod], context: PolicyContext, result: PolicyFrontends
 ) -> list[str]:
     """Backend IPv4 addresses of the policy in its redirect mode, each listed once."""
     if isinstance(policy, BalancingPolicy) and policy.spec.backend.address_endpoint is not None:
         return list(policy.spec.backend.address_endpoint.addresses)
-    usable = _usable([(ip, node, ready, serving, term) for ip, node, _uid, ready, serving, term in pods])
     mode = "podEndpoint"
     if isinstance(policy, BalancingPolicy) and policy.spec.backend.service_endpoint is not None:
         mode = policy.spec.backend.service_endpoint.redirect_mode
     addresses: list[str] = []
-    for ip, node_name in usable:
-        if mode == "podEndpoint":
-            address: str | None = ip
+    for pod in _usable(pods):
+        if mode == "podEndpoint" or pod.resolved:
+            address: str | None = pod.address
         elif mode == "hostPort":
-            address = node_internal_ip(context.nodes.get(node_name))
+            address = node_internal_ip(context.nodes.get(pod.node))
         else:
-            address, problem = node_proxy_ipv4(context.nodes.get(node_name))
+            address, problem = node_proxy_ipv4(context.nodes.get(pod.node))
             if problem and problem not in result.problems:
                 result.problems.append(problem)
         if address is not None and address not in addresses:

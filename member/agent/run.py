@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from datapath import DatapathError
 from datapath.lb import SocketLB, Tier
+from datapath.tunnel import TunnelManager
 from member import kube
-from member.agent.cache import ClusterCache
+from member.agent.cache import NODES, TUNNEL, ClusterCache
 from member.agent.events import EventReader
 from member.agent.metrics import AgentMetrics
 from member.agent.pods import PodCgroups
@@ -24,6 +26,7 @@ from member.agent.reconciler import Reconciler, SyncResult
 from member.agent.report import node_status
 from member.agent.settings import AgentSettings
 from member.agent.translate import AgentOptions
+from member.agent.tunnel import TunnelWorker, tunnel_node
 from member.observability import Health, serve
 
 log = logging.getLogger("balancing.agent")
@@ -103,6 +106,8 @@ class Agent:
         self.stopping = threading.Event()
         self.kinds = kube.agent_kinds(settings.node_name)
         self.datapath: SocketLB | None = None
+        self.tunnel: TunnelWorker | None = None
+        self.public_key = ""
         self.reconciler: Reconciler | None = None
 
     def _wait_for_lists(self) -> None:
@@ -132,13 +137,15 @@ class Agent:
             return
         self.datapath = SocketLB(settings.bpffs, settings.cgroup_root, allow_cgroup_root=settings.allow_cgroup_root)
         self.reconciler = Reconciler(
-            self.datapath, self.cache, AgentOptions(default_qos_limit=settings.redirect_qos_limit),
+            self.datapath, self.cache,
+            AgentOptions(default_qos_limit=settings.redirect_qos_limit, cluster=settings.cluster),
             self.cgroups.pod_cgroup_id,
         )
         self._record(self.reconciler.full_sync(), [], [])
         self.health.ready = True
         status_writer.offer(self._status())
         EventReader(settings.bpffs, self.cache, self.cgroups, self.metrics).start()
+        self._start_tunnel()
         next_resync = time.monotonic() + settings.resync_period
         while not self.stopping.is_set():
             self.health.beat()
@@ -155,12 +162,35 @@ class Agent:
             for event in batch:
                 if event.type != "SYNCED":
                     dirty |= self.cache.apply(event.kind, event.type, event.obj)
+            if TUNNEL in dirty or NODES in dirty:
+                self._tunnel_changed()
+            dirty.discard(TUNNEL)
             if not dirty:
                 continue
             result = self.reconciler.sync(dirty)
             triggers = [t for e in batch if e.kind == "EndpointSlice" and (t := _trigger_time(e.obj)) is not None]
             self._record(result, [e.arrived for e in batch], triggers)
             status_writer.offer(self._status())
+
+    def _start_tunnel(self) -> None:
+        """Make or load the node's WireGuard key (its public key is reported in the BalancingNode status),
+        and apply the hub's plan whenever it changes. Without WireGuard tools the node stays out of the mesh."""
+        settings = self.settings
+        node = tunnel_node(settings.node_name, settings.state_dir, settings.cgroup_root,
+                           dict(self.cache.node) if self.cache.node else None)
+        worker = TunnelWorker(TunnelManager(node))
+        try:
+            self.public_key = worker.public_key()
+        except DatapathError as error:
+            log.warning("no WireGuard key: this node stays out of the mesh", extra={"fields": {"error": str(error)}})
+            return
+        self.tunnel = worker
+        worker.start()
+        self._tunnel_changed()
+
+    def _tunnel_changed(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.offer(((self.cache.own or {}).get("spec") or {}).get("tunnel"))
 
     def _drain(self, window: float) -> Iterable[kube.WatchEvent]:
         deadline = time.monotonic() + window
@@ -208,7 +238,12 @@ class Agent:
 
     def _status(self) -> dict[str, Any]:
         assert self.reconciler is not None
-        return node_status(self.cache, self.reconciler.outputs, self.reconciler.programmed, self.reconciler.problems)
+        status = node_status(self.cache, self.reconciler.outputs, self.reconciler.programmed, self.reconciler.problems)
+        if self.public_key:
+            status["wireguardPublicKey"] = self.public_key
+        if self.tunnel is not None and self.tunnel.problem:
+            status["problems"] = [*status["problems"], {"source": "tunnel", "message": self.tunnel.problem[:1000]}]
+        return status
 
     def stop(self, *_args: object) -> None:
         self.stopping.set()

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from crds.mcs import AFFINITY_ANNOTATION
 from datapath.lb import MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, BackendSpec, FrontendSpec, Tier
 
 Obj = Mapping[str, Any]
@@ -216,3 +217,55 @@ def node_internal_ip(node: Obj | None) -> str | None:
         if address.get("type") == "InternalIP" and _ipv4s([address.get("address")]):
             return str(address["address"])
     return None
+
+
+def import_frontends(service_import: Obj, local_slices: Iterable[Obj], remote_slices: Iterable[Obj], cluster: str,
+                     node: str, zone: str) -> ServiceFrontends:
+    """An MCS ServiceImport's ClusterSetIP frontends: this cluster's endpoints (from the local Service,
+    when this cluster exports it too) and every other cluster's (the imported EndpointSlices), with the
+    export's locality (annotation balancing.elf.io/affinity): `none` balances over all, `local` uses this
+    cluster's ready endpoints and fails over to the others when there is none, `remote` the reverse."""
+    result = ServiceFrontends()
+    spec = service_import.get("spec") or {}
+    if spec.get("type", "ClusterSetIP") != "ClusterSetIP":
+        return result
+    metadata = service_import.get("metadata") or {}
+    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
+    exporters = {c.get("cluster") for c in (service_import.get("status") or {}).get("clusters") or []}
+    local_slices = list(local_slices) if cluster in exporters else []
+    remote_slices = list(remote_slices)
+    locality = str((metadata.get("annotations") or {}).get(AFFINITY_ANNOTATION) or "none")
+    internal_local = spec.get("internalTrafficPolicy") == "Local"
+    timeout = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        configured = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+        timeout = int(configured) if configured else DEFAULT_AFFINITY_TIMEOUT_S
+    for port in spec.get("ports") or []:
+        protocol = port.get("protocol") or "TCP"
+        port_name = port.get("name") or ""
+        if protocol not in PROXIED_PROTOCOLS:
+            result.skipped_ports.append(f"{port_name or port.get('port')}/{protocol}")
+            continue
+        local = slice_endpoints(local_slices, port_name, protocol)
+        if internal_local:
+            chosen = local_endpoints(local, node)
+        else:
+            here = cluster_endpoints(local, node, zone)
+            there = cluster_endpoints(slice_endpoints(remote_slices, port_name, protocol), node, zone)
+            if locality == "local":
+                chosen = here or there
+            elif locality == "remote":
+                chosen = there or here
+            else:
+                chosen = here + there
+        backends = tuple(dict.fromkeys(_backends(chosen)))
+        if len(backends) > MAX_BACKENDS_PER_FRONTEND:
+            result.problem = (f"port {port_name or port.get('port')}/{protocol} has {len(backends)} endpoints, more "
+                              f"than the {MAX_BACKENDS_PER_FRONTEND} one frontend can hold; its previous state is kept")
+            result.frontends = []
+            return result
+        for ip in _ipv4s(spec.get("ips") or []):
+            result.frontends.append((Tier.SERVICE, FrontendSpec(
+                ip=ip, port=int(port["port"]), protocol=protocol, backends=backends, policy=f"import {name}",
+                affinity_timeout_seconds=timeout, reject_when_empty=True)))
+    return result

@@ -12,6 +12,8 @@
 | BALANCING_STATUS_PERIOD | at most one BalancingNode status write per this many seconds | 2 |
 | BALANCING_METRICS_ADDRESS | host:port of /metrics, /healthz, /readyz (empty: off) | 0.0.0.0:9964 |
 | BALANCING_NAMESPACE | the member's namespace (where the controller writes policy slices) | balancing-system |
+| CLUSTER_NAME | this cluster's name in the clusterset (its own endpoints of an import) | empty |
+| BALANCING_STATE_DIR | the node's private state directory (the WireGuard key) | /var/lib/balancing |
 | KUBECONFIG | a kubeconfig instead of the in-cluster credentials | unset |
 """
 
@@ -28,6 +30,7 @@ DEFAULT_BATCH_WINDOW = 0.02
 DEFAULT_RESYNC_PERIOD = 300.0
 DEFAULT_STATUS_PERIOD = 2.0
 DEFAULT_METRICS_ADDRESS = "0.0.0.0:9964"
+DEFAULT_STATE_DIR = Path("/var/lib/balancing")
 
 
 class SettingsError(ValueError):
@@ -46,6 +49,8 @@ class AgentSettings:
     status_period: float = DEFAULT_STATUS_PERIOD
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     namespace: str = "balancing-system"
+    cluster: str = ""
+    state_dir: Path = DEFAULT_STATE_DIR
     kubeconfig: str | None = None
 
 
@@ -89,5 +94,7 @@ def from_environment(env: Mapping[str, str] = os.environ) -> AgentSettings:
         status_period=_number(env, "BALANCING_STATUS_PERIOD", DEFAULT_STATUS_PERIOD),
         metrics_address=env.get("BALANCING_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
         namespace=env.get("BALANCING_NAMESPACE") or "balancing-system",
+        cluster=env.get("CLUSTER_NAME", "").strip(),
+        state_dir=Path(env.get("BALANCING_STATE_DIR") or DEFAULT_STATE_DIR),
         kubeconfig=env.get("KUBECONFIG") or None,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datapath.lb import DesiredState, FrontendSpec, Tier, Tiers
 from member.agent.cache import NODES, POLICIES, ClusterCache
 from member.agent.policy_frontends import PolicyContext, PolicyFrontends, policy_frontends
-from member.agent.services import node_addresses, service_frontends
+from member.agent.services import import_frontends, node_addresses, service_frontends
 from member.policies import ServiceFrontend, resolve_bindings, service_frontend
 
 FrontendKey = tuple[Tier, str, int, str]
@@ -25,6 +25,7 @@ class AgentOptions:
     """Settings that change what the agent programs (read once at start; see member.agent.settings)."""
 
     default_qos_limit: int = 0
+    cluster: str = ""  # this cluster's name in the clusterset (for its own share of an import)
 
 
 @dataclass
@@ -54,12 +55,26 @@ def translate_source(source: str, cache: ClusterCache, options: AgentOptions,
         return _translate_policies(cache, options, pod_cgroup)
     if source == NODES:
         return SourceOutput()  # node addresses live outside the tiers: see node_address_list()
+    if source.startswith("import:"):
+        return _translate_import(source.removeprefix("import:"), cache, options)
     key = source.removeprefix("service:")
     service = cache.services.get(key)
     if service is None:
         return SourceOutput()
     result = service_frontends(service, cache.slices_of(key), cache.node_name, cache.zone)
     output = SourceOutput(age=_created(service), problem=result.problem, skipped_ports=result.skipped_ports)
+    for tier, spec in result.frontends:
+        output.frontends[frontend_key(tier, spec)] = spec
+    return output
+
+
+def _translate_import(key: str, cache: ClusterCache, options: AgentOptions) -> SourceOutput:
+    service_import = cache.imports.get(key)
+    if service_import is None:
+        return SourceOutput()
+    result = import_frontends(service_import, cache.slices_of(key), cache.import_slices.get(key, {}).values(),
+                              options.cluster, cache.node_name, cache.zone)
+    output = SourceOutput(age=_created(service_import), problem=result.problem, skipped_ports=result.skipped_ports)
     for tier, spec in result.frontends:
         output.frontends[frontend_key(tier, spec)] = spec
     return output

@@ -22,9 +22,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from crds import BalancingPolicy, InvalidObjectError, LocalRedirectPolicy, parse_object
+from crds import DEFAULT_CATALOGUE_NAMESPACE, BalancingPolicy, InvalidObjectError, LocalRedirectPolicy, parse_object
 from member import kube
 from member.agent.services import PROXIED_PROTOCOLS
+from member.controller.clusterset import LOCAL_KINDS, ClusterSetLink, HubSettings, hub_kinds
 from member.controller.plan import NodeReport, desired_slices, policy_status, selected_endpoints, slice_content
 from member.observability import LATENCY_BUCKETS, Health, serve
 from member.policies import Policy, node_proxy_ipv4, resolve_bindings, service_frontend
@@ -42,15 +43,27 @@ class ControllerSettings:
     resync_period: float = DEFAULT_RESYNC_PERIOD
     metrics_address: str = "0.0.0.0:9965"
     kubeconfig: str | None = None
+    hub: HubSettings | None = None  # set when the member has joined a hub
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] = os.environ) -> ControllerSettings:
+        """POD_NAMESPACE, BALANCING_* and KUBECONFIG; the hub link when BALANCING_HUB_KUBECONFIG names a
+        kubeconfig (the chart mounts the member's hub credentials there) and CLUSTER_NAME is set."""
+        hub = None
+        if env.get("BALANCING_HUB_KUBECONFIG") and env.get("CLUSTER_NAME"):
+            hub = HubSettings(
+                cluster=env["CLUSTER_NAME"], kubeconfig=env["BALANCING_HUB_KUBECONFIG"],
+                catalogue=env.get("BALANCING_CATALOGUE_NAMESPACE") or DEFAULT_CATALOGUE_NAMESPACE,
+                heartbeat_period=int(env.get("BALANCING_HEARTBEAT_PERIOD") or 10),
+                heartbeat_timeout=int(env.get("BALANCING_HEARTBEAT_TIMEOUT") or 40),
+            )
         return cls(
             namespace=env.get("POD_NAMESPACE") or env.get("BALANCING_NAMESPACE") or "balancing-system",
             batch_window=float(env.get("BALANCING_BATCH_WINDOW") or DEFAULT_BATCH_WINDOW),
             resync_period=float(env.get("BALANCING_RESYNC_PERIOD") or DEFAULT_RESYNC_PERIOD),
             metrics_address=env.get("BALANCING_METRICS_ADDRESS", "0.0.0.0:9965"),
             kubeconfig=env.get("KUBECONFIG") or None,
+            hub=hub,
         )
 
 
@@ -74,10 +87,14 @@ class Controller:
     def __init__(self, settings: ControllerSettings) -> None:
         self.settings = settings
         self.api = kube.Api(kube.api_client(settings.kubeconfig))
-        self.kinds = kube.controller_kinds(settings.namespace)
-        self.objects: dict[str, dict[str, Mapping[str, Any]]] = {kind.kind: {} for kind in self.kinds}
+        self.kinds = kube.controller_kinds(settings.namespace) + (LOCAL_KINDS if settings.hub else ())
+        hub_kind_names = [kind.kind for kind in hub_kinds(settings.hub)] if settings.hub else []
+        self.objects: dict[str, dict[str, Mapping[str, Any]]] = {
+            name: {} for name in [kind.kind for kind in self.kinds] + hub_kind_names}
         self.events: queue.Queue[kube.WatchEvent] = queue.Queue()
         self.emitted: dict[tuple[str, str], str] = {}  # (object uid, reason) -> message last emitted
+        self.link = (ClusterSetLink(settings.hub, self.api, self.objects, self._event, settings.namespace)
+                     if settings.hub else None)
         self.health = Health(stale_after=max(60.0, 3 * settings.resync_period))
         self.stopping = threading.Event()
         self.registry = CollectorRegistry()
@@ -89,6 +106,8 @@ class Controller:
                                     registry=self.registry)
 
     def _apply(self, event: kube.WatchEvent) -> None:
+        if self.link is not None and event.kind.startswith("hub/"):
+            self.link.saw(event)
         if event.type == "SYNCED":
             return
         table = self.objects[event.kind]
@@ -101,19 +120,27 @@ class Controller:
         if self.settings.metrics_address:
             serve(self.settings.metrics_address, self.registry, self.health)
         kube.start_informers(self.api, self.kinds, self.events)
+        if self.link is not None:
+            self.link.start(self.events)  # the hub may be unreachable: its watches retry on their own
         synced: set[str] = set()
-        while len(synced) < len(self.kinds) and not self.stopping.is_set():
+        local = {kind.kind for kind in self.kinds}
+        while not local <= synced and not self.stopping.is_set():
             try:
                 event = self.events.get(timeout=1.0)
             except queue.Empty:
                 self.health.beat()
                 continue
-            synced.add(event.kind) if event.type == "SYNCED" else self._apply(event)
+            if event.type == "SYNCED":
+                synced.add(event.kind)
+            self._apply(event)
         next_resync = 0.0  # the first reconcile runs at once
         while not self.stopping.is_set():
             self.health.beat()
-            changed = self._gather(timeout=min(1.0, max(0.0, next_resync - time.monotonic())))
+            heartbeat = self.link.due() if self.link is not None else 1.0
+            changed = self._gather(timeout=min(1.0, heartbeat, max(0.0, next_resync - time.monotonic())))
             if not changed and time.monotonic() < next_resync:
+                if self.link is not None and self.link.due() == 0.0:
+                    self.link.heartbeat()
                 continue
             try:
                 self.reconcile()
@@ -193,6 +220,8 @@ class Controller:
                     self._event(service, "Warning", "ProtocolNotProxied",
                                 f"port {port.get('name') or port.get('port')}/{port.get('protocol')} is not proxied: "
                                 f"the socket load balancer handles TCP and UDP only")
+        if self.link is not None:
+            self.link.reconcile()
         self.reconciles.inc()
         self.reconcile_seconds.observe(time.perf_counter() - started)
 
@@ -211,10 +240,10 @@ class Controller:
             current = existing.get(name)
             if current is not None and slice_content(current) == slice_content(body):
                 continue
-            kube.put_endpoint_slice(self.api, body, current)
+            kube.put_object(self.api, body, current)
             self.writes.labels("endpointslice").inc()
         for name in existing.keys() - desired.keys():
-            kube.delete_endpoint_slice(self.api, self.settings.namespace, name)
+            kube.delete_object(self.api, "EndpointSlice", self.settings.namespace, name)
             self.writes.labels("endpointslice-delete").inc()
 
     def _write_status(self, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
@@ -228,7 +257,7 @@ class Controller:
         if _without_times(current) == _without_times(status):
             return
         try:
-            kube.patch_status(self.api, str(obj["kind"]), obj["metadata"]["name"], status)
+            kube.patch_status(self.api, str(obj["kind"]), None, obj["metadata"]["name"], status)
         except kube.ApiException as error:
             if error.status != 404:  # deleted meanwhile
                 raise

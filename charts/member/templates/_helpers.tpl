@@ -8,3 +8,8 @@ balancing.elf.io/member-cluster: {{ .Values.clusterName }}
 {{- define "balancing.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{/* The Secret holding the member's hub kubeconfig, when it joined a hub. */}}
+{{- define "member.hubSecret" -}}
+{{- if .Values.hub.existingSecret -}}{{ .Values.hub.existingSecret }}{{- else if .Values.hub.server -}}balancing-hub-credentials{{- end -}}
+{{- end -}}
