@@ -124,8 +124,8 @@ def test_plan_imports_makes_imports_slices_policies_and_tunnels() -> None:
     assert set(plan.imports) == {"default/web"}, "namespace sameness: no import where the namespace is missing"
     assert plan.imports["default/web"]["spec"]["ips"] == ["10.250.0.1"]
     assert plan.import_clusters["default/web"] == ["member-1", "member-2"]
-    service_slices = [s for s in plan.slices.values() if "multicluster.kubernetes.io/service-name" in s["metadata"]["labels"]]
-    (imported,) = service_slices
+    (imported,) = [s for s in plan.slices.values()
+                   if "multicluster.kubernetes.io/service-name" in s["metadata"]["labels"]]
     assert imported["metadata"]["labels"]["multicluster.kubernetes.io/source-cluster"] == "member-2"
     assert imported["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"] == \
         "2026-01-01T00:00:00.500000Z", "the source's change time travels with the endpoints"
