@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crds import (
+    POLICY_NAME_LABEL,
     FederatedEndpointSlice,
     FederatedService,
     InvalidObjectError,
@@ -29,8 +30,8 @@ from crds import (
 from crds.mcs import CLUSTER_ID_PROPERTY, CLUSTERSET_ID_PROPERTY, MCS_SERVICE_NAME_LABEL
 from member import kube
 from member.controller.exports import ExportPlan, member_cluster, plan_exports
-from member.controller.imports import ImportPlan, node_annotation_patch, plan_imports
-from member.policies import MANAGED_BY, MANAGED_BY_LABEL, ORIGIN_LABEL, RESOLVED_LABEL
+from member.controller.imports import HUB_POLICY_PREFIX, ImportPlan, node_annotation_patch, plan_imports
+from member.policies import MANAGED_BY, MANAGED_BY_LABEL, ORIGIN_LABEL, POLICY_KIND_LABEL, RESOLVED_LABEL
 
 log = logging.getLogger("balancing.controller.clusterset")
 Obj = Mapping[str, Any]
@@ -163,7 +164,7 @@ class ClusterSetLink:
             if service:
                 slices.setdefault(f"{endpoint_slice['metadata']['namespace']}/{service}", []).append(endpoint_slice)
         plan = plan_exports(settings.cluster, self.objects["ServiceExport"].values(), services, slices,
-                            self.objects["Node"], self.objects["BalancingNode"], _now())
+                            self.objects["Node"], self.objects["BalancingNode"], _now(), self._hub_policy_endpoints())
         self._write_export_status(plan)
         if not self.hub_synced:
             return  # we cannot tell what the hub holds: write nothing there yet
@@ -181,6 +182,19 @@ class ClusterSetLink:
                 object_kind = str(existing[name].get("kind"))
                 self._hub_write(functools.partial(kube.delete_object, self.hub, object_kind, settings.cluster, name),
                                 f"delete {object_kind} {name}")
+
+    def _hub_policy_endpoints(self) -> dict[str, list[Obj]]:
+        """The local pods each hub BalancingPolicy selects, from the policy slices this controller keeps for
+        its local copy (`hub.<name>`); other clusters' slices (resolved) are not ours to export."""
+        found: dict[str, list[Obj]] = {}
+        for endpoint_slice in self.objects["EndpointSlice"].values():
+            labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
+            name = labels.get(POLICY_NAME_LABEL, "")
+            if (labels.get(POLICY_KIND_LABEL) != "BalancingPolicy" or not name.startswith(HUB_POLICY_PREFIX)
+                    or labels.get(RESOLVED_LABEL) == "true"):
+                continue
+            found.setdefault(name.removeprefix(HUB_POLICY_PREFIX), []).extend(endpoint_slice.get("endpoints") or [])
+        return found
 
     def _write_export_status(self, plan: ExportPlan) -> None:
         hub_exports = {obj["metadata"]["name"]: obj for obj in self.objects["hub/ExportedService"].values()}

@@ -19,12 +19,14 @@ from typing import Any
 from crds import (
     API_VERSION,
     CHANGED_AT_ANNOTATION,
+    POLICY_NAME_LABEL,
     SERVICE_NAME_LABEL,
     SERVICE_NAMESPACE_LABEL,
     SOURCE_CLUSTER_LABEL,
     ExportedService,
     NodeTunnelEndpoint,
 )
+from crds.federation import MAX_ENDPOINTS
 from crds.mcs import AFFINITY_ANNOTATION
 from member.agent.services import DEFAULT_AFFINITY_TIMEOUT_S, PROXIED_PROTOCOLS, node_internal_ip, node_zone
 from member.policies import node_proxy_ipv4
@@ -173,10 +175,44 @@ class ExportPlan:
     checks: dict[str, ExportCheck] = field(default_factory=dict)  # "ns/name" of each ServiceExport
 
 
+def policy_endpoint_slice(cluster: str, hub_name: str, endpoints: Iterable[Obj], nodes: Mapping[str, Obj],
+                          now: str) -> dict[str, Any]:
+    """This cluster's pods that a hub BalancingPolicy selects, with what every redirect mode needs."""
+    entries = []
+    for endpoint in endpoints:
+        node = nodes.get(str(endpoint.get("nodeName") or ""))
+        entry: dict[str, Any] = {"addresses": list(endpoint["addresses"])[:1],
+                                 "ready": bool((endpoint.get("conditions") or {}).get("ready"))}
+        if endpoint.get("nodeName"):
+            entry["nodeName"] = endpoint["nodeName"]
+        if (node_ip := node_internal_ip(node)) is not None:
+            entry["nodeIP"] = node_ip
+        if (proxy := node_proxy_ipv4(node)[0]) is not None:
+            entry["nodeProxyIPv4"] = proxy
+        entries.append(entry)
+    name = f"{cluster}.policy.{hub_name}"
+    if len(name) > 253:
+        name = f"{name[:240]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FederatedEndpointSlice",
+        "metadata": {"name": name, "labels": {SOURCE_CLUSTER_LABEL: cluster, POLICY_NAME_LABEL: hub_name},
+                     "annotations": {CHANGED_AT_ANNOTATION: now}},
+        "spec": {"cluster": cluster, "policy": {"kind": "BalancingPolicy", "name": hub_name}, "addressType": "IPv4",
+                 "endpoints": entries[:MAX_ENDPOINTS]},
+    }
+
+
 def plan_exports(cluster: str, exports: Iterable[Obj], services: Mapping[str, Obj],
                  slices_by_service: Mapping[str, Iterable[Obj]], nodes: Mapping[str, Obj],
-                 balancing_nodes: Mapping[str, Obj], now: str) -> ExportPlan:
+                 balancing_nodes: Mapping[str, Obj], now: str,
+                 hub_policy_endpoints: Mapping[str, Iterable[Obj]] | None = None) -> ExportPlan:
+    """`hub_policy_endpoints`: for each hub BalancingPolicy (by its name on the hub) with pod backends,
+    the endpoints it selects in this cluster."""
     plan = ExportPlan()
+    for hub_name, endpoints in (hub_policy_endpoints or {}).items():
+        body = policy_endpoint_slice(cluster, hub_name, endpoints, nodes, now)
+        plan.slices[body["metadata"]["name"]] = body
     for export in exports:
         metadata = export.get("metadata") or {}
         key = f"{metadata.get('namespace')}/{metadata.get('name')}"

@@ -28,7 +28,7 @@ from member.agent.services import PROXIED_PROTOCOLS
 from member.controller.clusterset import LOCAL_KINDS, ClusterSetLink, HubSettings, hub_kinds
 from member.controller.plan import NodeReport, desired_slices, policy_status, selected_endpoints, slice_content
 from member.observability import LATENCY_BUCKETS, Health, serve
-from member.policies import Policy, node_proxy_ipv4, resolve_bindings, service_frontend
+from member.policies import RESOLVED_LABEL, Policy, node_proxy_ipv4, resolve_bindings, service_frontend
 
 log = logging.getLogger("balancing.controller")
 COMPONENT = "balancing-member-controller"
@@ -235,7 +235,8 @@ class Controller:
         return reports
 
     def _write_slices(self, desired: dict[str, dict[str, Any]]) -> None:
-        existing = {obj["metadata"]["name"]: obj for obj in self.objects["EndpointSlice"].values()}
+        existing = {obj["metadata"]["name"]: obj for obj in self.objects["EndpointSlice"].values()
+                    if ((obj.get("metadata") or {}).get("labels") or {}).get(RESOLVED_LABEL) != "true"}  # the link's
         for name, body in desired.items():
             current = existing.get(name)
             if current is not None and slice_content(current) == slice_content(body):
