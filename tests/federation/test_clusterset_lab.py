@@ -144,7 +144,7 @@ def test_an_external_name_export_is_refused_by_name(clusterset: ClusterSet, shar
 
 def test_a_member_that_claims_another_clusters_name_is_refused(clusterset: ClusterSet) -> None:
     hub = clusterset.hub
-    spoof = {"apiVersion": "balancing.elf.io/v1beta1", "kind": "ExportedService",
+    spoof: dict[str, Any] = {"apiVersion": "balancing.elf.io/v1beta1", "kind": "ExportedService",
              "metadata": {"name": "member-2.default.spoof", "namespace": "member-1"},
              "spec": {"cluster": "member-2", "namespace": "default", "serviceName": "spoof",
                       "ports": [{"port": 80}]}}
@@ -159,7 +159,7 @@ def test_a_member_that_claims_another_clusters_name_is_refused(clusterset: Clust
 
     def refused() -> dict[str, Any] | None:
         status = hub.get("exportedservice", "member-2.default.spoof", "member-1").get("status") or {}
-        valid = next((c for c in status.get("conditions") or [] if c["type"] == "Valid"), {})
+        valid: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Valid"), {})
         return valid if valid.get("status") == "False" else None
 
     assert wait_for(refused, "the spoofed export refused")["reason"] == "ClusterMismatch"
