@@ -174,3 +174,76 @@ def member_kubeconfig(clusterset: ClusterSet, name: str) -> Any:
     path.write_text(base64.b64decode(secret["data"]["kubeconfig"]).decode())
     return path
 
+
+
+def scale_controller(member: Member, replicas: int) -> None:
+    member.kubectl("scale", "deployment/balancing-member-controller", "-n", "balancing-system",
+                   f"--replicas={replicas}")
+    if replicas:
+        member.kubectl("rollout", "status", "deployment/balancing-member-controller", "-n", "balancing-system",
+                       "--timeout=120s")
+
+
+def test_a_silent_member_expires_and_returns(clusterset: ClusterSet, exported: str) -> None:
+    m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
+    ip = import_ip(m1, exported, "web")
+    reaches(m1, f"member-1/{exported}/client", ip, 80, {"web-1", "web-2"})
+    scale_controller(m2, 0)
+    try:
+        def expired() -> dict[str, Any] | None:
+            status = clusterset.member_cluster("member-2").get("status") or {}
+            ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+            return ready if ready.get("status") == "False" else None
+
+        assert wait_for(expired, "member-2 not Ready after its heartbeat timeout", timeout=60)["reason"] == \
+            "HeartbeatExpired"
+
+        def gone() -> dict[str, Any] | None:
+            result = m1.client(f"member-1/{exported}/client", "tcp", ip, "80", "--count", "3")
+            return result if result["errors"] == {"ECONNREFUSED": 3} else None
+
+        wait_for(gone, "member-2's endpoints expired in member-1: connects refused at once", timeout=60)
+    finally:
+        scale_controller(m2, 1)
+    wait_for(lambda: clusterset.ready("member-2"), "member-2 Ready again", timeout=60)
+    reaches(m1, f"member-1/{exported}/client", ip, 80, {"web-1", "web-2"})
+
+
+def test_a_hub_policy_applies_in_every_member_and_gathers_pods_from_all(clusterset: ClusterSet,
+                                                                        shared_namespace: str) -> None:
+    m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
+    m1.echo_pods(shared_namespace, [("g-1", M1_NODES[1], {"app": "global"}), ("client", M1_NODES[0], {"app": "c"})])
+    m2.echo_pods(shared_namespace, [("g-2", M2_NODES[0], {"app": "global"}), ("client", M2_NODES[1], {"app": "c"})])
+    name = f"{shared_namespace}-global"
+    clusterset.hub.apply({
+        "apiVersion": "balancing.elf.io/v1beta1", "kind": "BalancingPolicy", "metadata": {"name": name},
+        "spec": {"frontend": {"addressMatcher": {"ip": "169.254.60.1", "toPorts": [{"port": "80", "protocol": "TCP"}]}},
+                 "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "global"}},
+                                                 "toPorts": [{"port": "8080", "protocol": "TCP"}]}}}})
+    try:
+        for cluster, member in (("member-1", m1), ("member-2", m2)):
+            def ready(member: Member = member) -> bool:
+                found = member.kubectl("get", "bp", f"hub.{name}", "-o", "json", check=False)
+                if found.returncode != 0:
+                    return False
+                conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") or []
+                return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+            wait_for(ready, f"the hub policy Ready in {cluster}", timeout=90)
+            reaches(member, f"{cluster}/{shared_namespace}/client", "169.254.60.1", 80, {"g-1", "g-2"})
+    finally:
+        clusterset.hub.kubectl("delete", "bp", name, "--wait=true")
+    wait_for(lambda: m1.kubectl("get", "bp", f"hub.{name}", check=False).returncode != 0,
+             "the copy removed with the hub's policy")
+
+
+def test_the_mesh_gives_every_node_a_proxy_ip_and_peers(clusterset: ClusterSet) -> None:
+    for cluster, member in clusterset.members.items():
+        nodes = json.loads(member.kubectl("get", "bnode", "-o", "json").stdout)["items"]
+        for node in nodes:
+            tunnel = (node.get("spec") or {}).get("tunnel") or {}
+            assert tunnel.get("proxyIPv4"), f"{cluster}/{node['metadata']['name']}: no proxy IPv4"
+            assert len(tunnel.get("peers") or []) == 3, f"{node['metadata']['name']}: a full mesh of 4 nodes"
+            annotations = json.loads(member.kubectl("get", "node", node["metadata"]["name"], "-o", "json").stdout)[
+                "metadata"].get("annotations") or {}
+            assert annotations.get("balancing.elf.io/nodeProxyIpv4") == tunnel["proxyIPv4"]
