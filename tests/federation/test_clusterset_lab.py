@@ -192,7 +192,7 @@ def test_a_silent_member_expires_and_returns(clusterset: ClusterSet, exported: s
     try:
         def expired() -> dict[str, Any] | None:
             status = clusterset.member_cluster("member-2").get("status") or {}
-            ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
             return ready if ready.get("status") == "False" else None
 
         assert wait_for(expired, "member-2 not Ready after its heartbeat timeout", timeout=60)["reason"] == \
