@@ -149,6 +149,17 @@ def affinity_timeout(service: Obj) -> int:
     return int(config) if config else DEFAULT_AFFINITY_TIMEOUT_S
 
 
+def _proxied_ports(spec: Obj, result: ServiceFrontends) -> Iterable[tuple[Obj, str, str]]:
+    """(port, its name, its protocol) of each TCP and UDP port; the others are noted as skipped."""
+    for port in spec.get("ports") or []:
+        protocol = port.get("protocol") or "TCP"
+        port_name = port.get("name") or ""
+        if protocol in PROXIED_PROTOCOLS:
+            yield port, port_name, protocol
+        else:
+            result.skipped_ports.append(f"{port_name or port.get('port')}/{protocol}")
+
+
 def service_frontends(service: Obj, slices: Iterable[Obj], node: str, zone: str) -> ServiceFrontends:
     """Every frontend of one Service on node `node` (in zone `zone`): ClusterIPs (with
     internalTrafficPolicy), NodePorts (any node address), LoadBalancer ingress IPs and externalIPs.
@@ -170,12 +181,7 @@ def service_frontends(service: Obj, slices: Iterable[Obj], node: str, zone: str)
     internal_local = spec.get("internalTrafficPolicy") == "Local"
     timeout = affinity_timeout(service)
     slices = list(slices)
-    for port in spec.get("ports") or []:
-        protocol = port.get("protocol") or "TCP"
-        port_name = port.get("name") or ""
-        if protocol not in PROXIED_PROTOCOLS:
-            result.skipped_ports.append(f"{port_name or port.get('port')}/{protocol}")
-            continue
+    for port, port_name, protocol in _proxied_ports(spec, result):
         endpoints = slice_endpoints(slices, port_name, protocol)
         cluster = _backends(cluster_endpoints(endpoints, node, zone))
         internal = _backends(local_endpoints(endpoints, node)) if internal_local else cluster
@@ -236,16 +242,8 @@ def import_frontends(service_import: Obj, local_slices: Iterable[Obj], remote_sl
     remote_slices = list(remote_slices)
     locality = str((metadata.get("annotations") or {}).get(AFFINITY_ANNOTATION) or "none")
     internal_local = spec.get("internalTrafficPolicy") == "Local"
-    timeout = 0
-    if spec.get("sessionAffinity") == "ClientIP":
-        configured = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
-        timeout = int(configured) if configured else DEFAULT_AFFINITY_TIMEOUT_S
-    for port in spec.get("ports") or []:
-        protocol = port.get("protocol") or "TCP"
-        port_name = port.get("name") or ""
-        if protocol not in PROXIED_PROTOCOLS:
-            result.skipped_ports.append(f"{port_name or port.get('port')}/{protocol}")
-            continue
+    timeout = affinity_timeout(service_import)  # the same fields as a Service's
+    for port, port_name, protocol in _proxied_ports(spec, result):
         local = slice_endpoints(local_slices, port_name, protocol)
         if internal_local:
             chosen = local_endpoints(local, node)

@@ -86,18 +86,24 @@ def imported_slice(copy: FederatedEndpointSlice) -> dict[str, Any] | None:
         if endpoint.zone:
             entry["zone"] = endpoint.zone
         endpoints.append(entry)  # no nodeName: another cluster's node is never this cluster's
+    labels = {MCS_SERVICE_NAME_LABEL: spec.service.name, MCS_SOURCE_CLUSTER_LABEL: spec.cluster}
+    ports = [{"name": p.name or "", "port": p.port, "protocol": p.protocol} for p in spec.ports or []]
+    return _endpoint_slice(copy, spec.service.namespace, labels, ports, endpoints)
+
+
+def _endpoint_slice(copy: FederatedEndpointSlice, namespace: str, labels: dict[str, str],
+                    ports: list[dict[str, Any]], endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """A local EndpointSlice made from a catalogue copy, carrying the source's change time."""
     annotations = {}
     if changed := (copy.metadata.annotations or {}).get(CHANGED_AT_ANNOTATION):
         annotations[TRIGGER_TIME_ANNOTATION] = changed
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": _short(f"imported.{copy.metadata.name}"), "namespace": spec.service.namespace,
-                     "labels": {MCS_SERVICE_NAME_LABEL: spec.service.name, MCS_SOURCE_CLUSTER_LABEL: spec.cluster,
-                                MANAGED_BY_LABEL: MANAGED_BY},
-                     "annotations": annotations},
+        "metadata": {"name": _short(f"imported.{copy.metadata.name}"), "namespace": namespace,
+                     "labels": {**labels, MANAGED_BY_LABEL: MANAGED_BY}, "annotations": annotations},
         "addressType": "IPv4",
-        "ports": [{"name": p.name or "", "port": p.port, "protocol": p.protocol} for p in spec.ports or []],
+        "ports": ports,
         "endpoints": endpoints,
     }
 
@@ -123,21 +129,10 @@ def imported_policy_slice(copy: FederatedEndpointSlice, policy: BalancingPolicy,
             continue
         seen.add(address)
         endpoints.append({"addresses": [address], "conditions": {"ready": endpoint.ready}})
-    annotations = {}
-    if changed := (copy.metadata.annotations or {}).get(CHANGED_AT_ANNOTATION):
-        annotations[TRIGGER_TIME_ANNOTATION] = changed
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": _short(f"imported.{copy.metadata.name}"), "namespace": namespace,
-                     "labels": {MANAGED_BY_LABEL: MANAGED_BY, POLICY_KIND_LABEL: "BalancingPolicy",
-                                POLICY_NAME_LABEL: hub_policy_name(policy.metadata.name or ""),
-                                RESOLVED_LABEL: "true", MCS_SOURCE_CLUSTER_LABEL: copy.spec.cluster},
-                     "annotations": annotations},
-        "addressType": "IPv4",
-        "ports": [{"name": p.name or "", "port": p.number, "protocol": p.protocol} for p in backend.to_ports],
-        "endpoints": endpoints,
-    }
+    labels = {POLICY_KIND_LABEL: "BalancingPolicy", POLICY_NAME_LABEL: hub_policy_name(policy.metadata.name or ""),
+              RESOLVED_LABEL: "true", MCS_SOURCE_CLUSTER_LABEL: copy.spec.cluster}
+    ports = [{"name": p.name or "", "port": p.number, "protocol": p.protocol} for p in backend.to_ports]
+    return _endpoint_slice(copy, namespace, labels, ports, endpoints)
 
 
 def local_policy_copy(policy: Obj) -> dict[str, Any]:
