@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from crds import (
     POLICY_NAME_LABEL,
     FederatedEndpointSlice,
@@ -27,10 +29,18 @@ from crds import (
     NodeTunnelEndpoint,
     parse_object,
 )
+from crds.federation import parse_stamp
 from crds.mcs import CLUSTER_ID_PROPERTY, CLUSTERSET_ID_PROPERTY, MCS_SERVICE_NAME_LABEL
 from member import kube
 from member.controller.exports import ExportPlan, member_cluster, plan_exports
-from member.controller.imports import HUB_POLICY_PREFIX, ImportPlan, node_annotation_patch, plan_imports
+from member.controller.imports import (
+    HUB_POLICY_PREFIX,
+    TRIGGER_TIME_ANNOTATION,
+    ImportPlan,
+    node_annotation_patch,
+    plan_imports,
+)
+from member.observability import LATENCY_BUCKETS
 from member.policies import MANAGED_BY, MANAGED_BY_LABEL, ORIGIN_LABEL, POLICY_KIND_LABEL, RESOLVED_LABEL
 
 log = logging.getLogger("balancing.controller.clusterset")
@@ -93,10 +103,32 @@ def _parse_all(objects: Mapping[str, Obj], kind: type[Any]) -> list[Any]:
     return parsed
 
 
+class LinkMetrics:
+    """The hub link's Prometheus metrics (prefix `balancing_controller_`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hub_synced = Gauge("balancing_controller_hub_synced", "1 when every hub watch has listed",
+                                registry=registry)
+        self.heartbeat = Gauge("balancing_controller_last_heartbeat_timestamp_seconds",
+                               "Unix time of the last heartbeat the hub accepted", registry=registry)
+        self.hub_write_failures = Counter("balancing_controller_hub_write_failures",
+                                          "Writes to the hub that failed (retried at the next sync)", registry=registry)
+        self.exported = Gauge("balancing_controller_exported_objects", "Objects published on the hub", ["kind"],
+                              registry=registry)
+        self.imported = Gauge("balancing_controller_imported_objects", "Objects imported into this cluster",
+                              ["kind"], registry=registry)
+        self.import_lag = Histogram(
+            "balancing_controller_import_propagation_seconds",
+            "From a change in its source cluster (its endpoints' change stamp) to this cluster's import of it",
+            buckets=LATENCY_BUCKETS, registry=registry)
+
+
 class ClusterSetLink:
     def __init__(self, settings: HubSettings, local: kube.Api, objects: Mapping[str, dict[str, Obj]],
-                 emit: Callable[[Obj, str, str, str], None], policy_namespace: str) -> None:
+                 emit: Callable[[Obj, str, str, str], None], policy_namespace: str,
+                 registry: CollectorRegistry) -> None:
         self.settings = settings
+        self.metrics = LinkMetrics(registry)
         self.policy_namespace = policy_namespace
         self.local = local
         self.hub = kube.Api(kube.api_client(settings.kubeconfig))
@@ -125,6 +157,7 @@ class ClusterSetLink:
     def reconcile(self) -> None:
         self.heartbeat()
         self._export()
+        self.metrics.hub_synced.set(1 if self.hub_synced else 0)
         if self.hub_synced:
             self._import()
 
@@ -144,6 +177,7 @@ class ClusterSetLink:
             if self._hub_write(lambda: kube.patch_status(self.hub, "MemberCluster", settings.cluster,
                                                          settings.cluster, status), "heartbeat"):
                 self.next_heartbeat = time.monotonic() + settings.heartbeat_period
+                self.metrics.heartbeat.set(time.time())
             else:
                 self.next_heartbeat = time.monotonic() + 1.0
 
@@ -152,6 +186,7 @@ class ClusterSetLink:
             write()
             return True
         except Exception as error:  # the hub may be down: fail static, retry at the next sync
+            self.metrics.hub_write_failures.inc()
             log.warning("hub write failed", extra={"fields": {"what": what, "error": str(error)[:300]}})
             return False
 
@@ -170,6 +205,7 @@ class ClusterSetLink:
             return  # we cannot tell what the hub holds: write nothing there yet
         for kind, desired in (("ExportedService", plan.exported), ("hub/own/FederatedEndpointSlice", plan.slices),
                               ("NodeTunnelEndpoint", plan.tunnels)):
+            self.metrics.exported.labels(kind.removeprefix("hub/own/")).set(len(desired))
             cache = self.objects["hub/own/FederatedEndpointSlice" if kind.endswith("EndpointSlice") else f"hub/{kind}"]
             existing = {obj["metadata"]["name"]: obj for obj in cache.values()}
             for name, body in desired.items():
@@ -279,11 +315,16 @@ class ClusterSetLink:
                 if ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
                 and (MCS_SERVICE_NAME_LABEL in (obj["metadata"].get("labels") or {})
                      or (obj["metadata"].get("labels") or {}).get(RESOLVED_LABEL) == "true")}
+        self.metrics.imported.labels("ServiceImport").set(len(plan.imports))
+        self.metrics.imported.labels("EndpointSlice").set(len(plan.slices))
         for key, body in plan.slices.items():
             current = ours.get(key)
             if current is not None and _slice_content(current) == _slice_content(body):
                 continue
             kube.put_object(self.local, body, current)
+            changed = parse_stamp(body["metadata"]["annotations"].get(TRIGGER_TIME_ANNOTATION))
+            if changed is not None:
+                self.metrics.import_lag.observe(max(0.0, time.time() - changed.timestamp()))
         for key in ours.keys() - plan.slices.keys():
             namespace, name = key.split("/", 1)
             kube.delete_object(self.local, "EndpointSlice", namespace, name)

@@ -93,11 +93,11 @@ class Controller:
             name: {} for name in [kind.kind for kind in self.kinds] + hub_kind_names}
         self.events: queue.Queue[kube.WatchEvent] = queue.Queue()
         self.emitted: dict[tuple[str, str], str] = {}  # (object uid, reason) -> message last emitted
-        self.link = (ClusterSetLink(settings.hub, self.api, self.objects, self._event, settings.namespace)
-                     if settings.hub else None)
+        self.registry = CollectorRegistry()
+        self.link = (ClusterSetLink(settings.hub, self.api, self.objects, self._event, settings.namespace,
+                                    self.registry) if settings.hub else None)
         self.health = Health(stale_after=max(60.0, 3 * settings.resync_period))
         self.stopping = threading.Event()
-        self.registry = CollectorRegistry()
         self.reconciles = Counter("balancing_controller_reconciles", "Reconciles", registry=self.registry)
         self.reconcile_seconds = Histogram("balancing_controller_reconcile_duration_seconds", "Reconcile time",
                                            buckets=LATENCY_BUCKETS, registry=self.registry)
