@@ -1,13 +1,15 @@
-"""The product's main job on the lab, end to end, with the components installed by Helm.
+"""The product's main job on the lab, end to end, with every component installed by Helm.
 
-1. `helm install` of the member chart on member-1 and member-2: a node agent on every node (the only
-   Service implementation in the lab: no kube-proxy) and a member controller per cluster.
+1. The hub chart on the hub; `balancing hub add-member` for member-1 and member-2, and the member chart
+   with the values it prints: node agents (the only Service implementation in the lab: no kube-proxy)
+   and member controllers, which join the hub, build the WireGuard mesh and heartbeat.
 2. The seed examples (examples/seeds/, the user guides' policies) become live on member-1: the
    Services and pods they name are created, the policies applied verbatim, and `kubectl get bp,lrp`
    shows them Ready; a client pod's curl to a Service goes where the policy says.
-3. Across clusters: a member-1 pod reaches member-2 pods through a BalancingPolicy VIP over the
-   WireGuard mesh. The mesh is still planned here with the hub's planner and applied per node
-   (hub.mesh, `balancing datapath tunnel apply`) until the hub operator does it.
+3. Across clusters, with the standard MCS API: member-2 exports a Service with a ServiceExport; a
+   member-1 pod curls its ServiceImport's clusterset IP and reaches member-2's pods through the mesh.
+4. A BalancingPolicy applied on the hub becomes Ready in both members and resolves, in each, to the
+   pods it selects in every cluster.
 
 python -m lab.demo           (the lab must be up: `balancing lab up`)
 python -m lab.demo --undo    removes what the demo added, keeps the lab
@@ -27,14 +29,14 @@ from typing import Any
 
 from lab.federation import echo_pod
 from lab.host import LabError
-from lab.mesh import LabMesh
-from lab.state import LAB_DIR
+from lab.state import LAB_DIR, NODE_INDEX_DIR
 from lab.testing import Federation
 from lab.toolchain import tool_path
 
 REPO = Path(__file__).resolve().parent.parent
 MEMBERS = ("member-1", "member-2")
 RELEASE = "balancing-member"
+HUB_RELEASE = "balancing-hub"
 SYSTEM = "balancing-system"
 SEEDS = REPO / "examples" / "seeds"
 SEED_NAMESPACE = "default"
@@ -44,7 +46,7 @@ VIP_PORT = 80
 CLIENT_NODE = "member-1-node-1"
 BACKENDS = {"web-1": "member-2-node-1", "web-2": "member-2-node-2"}
 MESH_NODES = ("member-1-node-1", "member-1-node-2", "member-2-node-1", "member-2-node-2")
-CROSS_POLICY = "web-in-member-2"
+CROSS_POLICY = "web-everywhere"
 CONNECTS = 20
 # What the seed examples name: their Services (selector app=http-server) and backend pods (app=http-redirect).
 SEED_SERVICES = {
@@ -84,12 +86,38 @@ def curl(lab: Federation, target: str, url: str) -> str:
     return result.stdout.strip() or f"failed: {result.stderr.strip() or result.returncode}"
 
 
-def install_members(lab: Federation) -> None:
-    step("helm install the member chart on member-1 and member-2 (node agents and member controllers)")
+def install(lab: Federation) -> None:
+    step("helm install the hub chart on the hub (the hub operator)")
+    helm(lab, "hub", "upgrade", "--install", HUB_RELEASE, str(REPO / "charts" / "hub"), "-n", SYSTEM,
+         "--create-namespace", *(arg for i, m in enumerate(MEMBERS) for arg in ("--set", f"members[{i}].name={m}")),
+         "--wait", "--timeout", "180s")
+    print(lab.kubectl("hub", "get", "pods", "-n", SYSTEM, "-o", "wide").stdout.rstrip())
+    workdir = LAB_DIR / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
     for cluster in MEMBERS:
+        step(f"balancing hub add-member {cluster}, then helm install the member chart with what it prints")
+        values = workdir / f"{cluster}.values.yaml"
+        joined = subprocess.run([sys.executable, "-m", "balancing", "hub", "add-member", cluster, "--kubeconfig",
+                                 str(lab.kubeconfig("hub"))], capture_output=True, text=True, timeout=120)
+        if joined.returncode != 0:
+            raise LabError(f"balancing hub add-member {cluster}: {joined.stderr.strip()}")
+        values.write_text(joined.stdout)
         helm(lab, cluster, "upgrade", "--install", RELEASE, str(REPO / "charts" / "member"), "-n", SYSTEM,
-             "--create-namespace", "--set", f"clusterName={cluster}", "--wait", "--timeout", "180s")
+             "--create-namespace", "-f", str(values), "--wait", "--timeout", "180s")
         print(lab.kubectl(cluster, "get", "pods", "-n", SYSTEM, "-o", "wide").stdout.rstrip())
+    step("the hub sees both members Ready; every node got a proxy IPv4 and its WireGuard peers")
+    for cluster in MEMBERS:
+        lab.kubectl("hub", "wait", "--for=condition=Ready", f"membercluster/{cluster}", "-n", cluster,
+                    "--timeout=120s")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(_meshed(lab, cluster) for cluster in MEMBERS):
+        time.sleep(1.0)
+    print(lab.kubectl("hub", "get", "memberclusters,nodetunnelendpoints", "-A").stdout.rstrip())
+
+
+def _meshed(lab: Federation, cluster: str) -> bool:
+    nodes = json.loads(lab.kubectl(cluster, "get", "balancingnodes", "-o", "json").stdout)["items"]
+    return len(nodes) == 2 and all(((n.get("spec") or {}).get("tunnel") or {}).get("peers") for n in nodes)
 
 
 def seed_policies(lab: Federation) -> dict[str, str]:
@@ -127,54 +155,62 @@ def seed_policies(lab: Federation) -> dict[str, str]:
 
 
 def cross_cluster(lab: Federation) -> int:
-    step("pods: two web backends in member-2, one client in member-1")
+    step("member-2 exports a Service (MCS ServiceExport); a member-1 pod reaches it through its ServiceImport")
     for cluster in MEMBERS:
         lab.kubectl(cluster, "create", "namespace", NAMESPACE, check=False)
     kubectl_apply(lab, "member-2", *(echo_pod(NAMESPACE, name, node, {"app": "web"}, 8080, None)
                                      for name, node in BACKENDS.items()))
+    kubectl_apply(lab, "member-2", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {"selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                           {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}]}},
+        {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+         "metadata": {"name": "web", "namespace": NAMESPACE}})
     kubectl_apply(lab, "member-1", echo_pod(NAMESPACE, "client", CLIENT_NODE, {"app": "client"}, 8080, None))
     wait_ready(lab, "member-2", NAMESPACE, list(BACKENDS))
     wait_ready(lab, "member-1", NAMESPACE, ["client"])
-    ips = {name: json.loads(lab.kubectl("member-2", "get", "pod", name, "-n", NAMESPACE, "-o", "json").stdout)
-           ["status"]["podIP"] for name in BACKENDS}
-    for name, ip in ips.items():
-        print(f"  member-2/{NAMESPACE}/{name} on {BACKENDS[name]}: {ip}")
-
-    step("WireGuard mesh: the hub's planner allocates proxy IPs and peers, each node applies its share")
-    mesh = LabMesh(lab, LAB_DIR / "demo")
-    mesh.apply(MESH_NODES)
-    for name in MESH_NODES:
-        status = mesh.status(name)
-        print(f"  {name}: proxy {mesh.proxy_ip(name)}, {len(status['peers'])} peers, {status['implementation']}")
-
-    step(f"a BalancingPolicy on member-1: {VIP}:{VIP_PORT} -> the member-2 pods, programmed by the node agents")
-    kubectl_apply(lab, "member-1", {
-        "apiVersion": "balancing.elf.io/v1beta1", "kind": "BalancingPolicy", "metadata": {"name": CROSS_POLICY},
-        "spec": {"frontend": {"addressMatcher": {"ip": VIP, "toPorts": [
-                     {"port": str(VIP_PORT), "protocol": "TCP", "name": "http"},
-                     {"port": str(VIP_PORT), "protocol": "UDP", "name": "dns"}]}},
-                 "backend": {"addressEndpoint": {"addresses": sorted(ips.values()), "toPorts": [
-                     {"port": "8080", "protocol": "TCP", "name": "http"},
-                     {"port": "8080", "protocol": "UDP", "name": "dns"}]}}}})
-    lab.kubectl("member-1", "wait", "--for=condition=Ready", f"balancingpolicy/{CROSS_POLICY}", "--timeout=60s")
-    print(lab.kubectl("member-1", "get", "bp", CROSS_POLICY, "-o", "wide").stdout.rstrip())
-
+    ip = ""
+    deadline = time.monotonic() + 120
+    while not ip and time.monotonic() < deadline:
+        found = lab.kubectl("member-1", "get", "serviceimports.multicluster.x-k8s.io", "web", "-n", NAMESPACE,
+                            "-o", "json", check=False)
+        ip = next(iter((json.loads(found.stdout).get("spec") or {}).get("ips") or []), "") if found.returncode == 0 \
+            else ""
+        time.sleep(0.5)
+    if not ip:
+        raise LabError("member-1 has no ServiceImport web with a clusterset IP after 120 s")
+    print(lab.kubectl("member-2", "get", "serviceexports.multicluster.x-k8s.io", "-n", NAMESPACE).stdout.rstrip())
+    print(lab.kubectl("member-1", "get", "serviceimports.multicluster.x-k8s.io", "-n", NAMESPACE).stdout.rstrip())
     client = f"member-1/{NAMESPACE}/client"
-    step(f"{CONNECTS} HTTP requests from the client pod to http://{VIP}/ (curl)")
-    answers = collections.Counter(curl(lab, client, f"http://{VIP}:{VIP_PORT}/") for _ in range(CONNECTS))
+    time.sleep(1.0)
+    step(f"{CONNECTS} HTTP requests from the member-1 client to http://{ip}/ (the clusterset IP)")
+    answers = collections.Counter(curl(lab, client, f"http://{ip}:80/") for _ in range(CONNECTS))
     for answer, count in sorted(answers.items()):
         print(f"  {answer}: {count}")
-
-    step(f"one UDP datagram to {VIP}:{VIP_PORT}: the reply comes from the VIP")
     probe = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5);"
-             f"s.sendto(b'q', ('{VIP}', {VIP_PORT})); data, peer = s.recvfrom(100);"
+             f"s.sendto(b'q', ('{ip}', 53)); data, peer = s.recvfrom(100);"
              "print(data.decode().strip(), 'from', '%s:%d' % peer)")
-    print("  " + lab.exec(client, [sys.executable, "-c", probe]).stdout.strip())
+    print("  one UDP datagram: " + lab.exec(client, [sys.executable, "-c", probe]).stdout.strip())
 
-    step(f"why did it go there? balancing datapath explain {VIP} {VIP_PORT} TCP (on {CLIENT_NODE})")
+    step(f"a BalancingPolicy applied on the hub: {VIP}:{VIP_PORT} -> the pods labelled app=web, in every member")
+    kubectl_apply(lab, "hub", {
+        "apiVersion": "balancing.elf.io/v1beta1", "kind": "BalancingPolicy", "metadata": {"name": CROSS_POLICY},
+        "spec": {"frontend": {"addressMatcher": {"ip": VIP, "toPorts": [
+                     {"port": str(VIP_PORT), "protocol": "TCP", "name": "http"}]}},
+                 "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "web"}},
+                                                 "toPorts": [{"port": "8080", "protocol": "TCP", "name": "http"}]}}}})
+    for cluster in MEMBERS:
+        lab.kubectl(cluster, "wait", "--for=condition=Ready", f"balancingpolicy/hub.{CROSS_POLICY}", "--timeout=120s")
+        print(f"  {cluster}: " + lab.kubectl(cluster, "get", "bp", f"hub.{CROSS_POLICY}", "-o", "wide")
+              .stdout.rstrip().replace("\n", "\n  "))
+    via_policy = collections.Counter(curl(lab, client, f"http://{VIP}:{VIP_PORT}/") for _ in range(10))
+    print("  curl from member-1: " + ", ".join(f"{a} x{c}" for a, c in sorted(via_policy.items())))
+
+    step(f"why did it go there? balancing datapath explain {ip} 80 TCP (on {CLIENT_NODE})")
     bpffs = lab.node(CLIENT_NODE).bpffs / "balancing"
     explained = subprocess.run([sys.executable, "-m", "balancing", "datapath", "explain", "--bpffs", str(bpffs),
-                                VIP, str(VIP_PORT), "TCP"], capture_output=True, text=True, timeout=60)
+                                ip, "80", "TCP"], capture_output=True, text=True, timeout=60)
     print(explained.stdout.rstrip() or explained.stderr.rstrip())
 
     step("the last resolutions, from the node agent's log (it reads the kernel's event ring)")
@@ -184,18 +220,22 @@ def cross_cluster(lab: Federation) -> int:
     log = subprocess.run([sys.executable, "-m", "balancing", "lab", "logs",
                           f"member-1/{SYSTEM}/{agents[0]['metadata']['name']}"], capture_output=True, text=True,
                          timeout=60).stdout
-    for line in [line for line in log.splitlines() if '"resolution"' in line and VIP in line][-3:]:
+    for line in [line for line in log.splitlines() if '"resolution"' in line and ip in line][-2:]:
         print("  " + line)
 
+    step("the federation as the hub sees it: balancing status")
+    status = subprocess.run([sys.executable, "-m", "balancing", "status", "--kubeconfig", str(lab.kubeconfig("hub"))],
+                            capture_output=True, text=True, timeout=60)
+    print(status.stdout.rstrip() or status.stderr.rstrip())
+
     failed = sum(count for answer, count in answers.items() if answer not in BACKENDS)
-    print(f"\n{CONNECTS - failed}/{CONNECTS} requests reached member-2 through the VIP.")
+    failed += sum(count for answer, count in via_policy.items() if answer not in BACKENDS)
+    print(f"\n{CONNECTS - min(failed, CONNECTS)}/{CONNECTS} requests reached member-2 through the ServiceImport.")
     return failed
 
 
 def undo(lab: Federation) -> None:
-    mesh = LabMesh(lab, LAB_DIR / "demo")
-    mesh.down(MESH_NODES)
-    lab.kubectl("member-1", "delete", "bp", CROSS_POLICY, "--ignore-not-found", check=False)
+    lab.kubectl("hub", "delete", "bp", CROSS_POLICY, "--ignore-not-found", check=False)
     lab.kubectl("member-1", "delete", "-f", str(SEEDS), "--ignore-not-found", check=False)
     lab.kubectl("member-1", "delete", "service", *SEED_SERVICES, "-n", SEED_NAMESPACE, "--ignore-not-found",
                 check=False)
@@ -206,10 +246,14 @@ def undo(lab: Federation) -> None:
     for cluster in MEMBERS:
         lab.kubectl(cluster, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", check=False)
         helm(lab, cluster, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
-        for node in lab.nodes(cluster):  # the agents keep the datapath pinned after uninstall: remove it
+        for node in lab.nodes(cluster):  # what the agents leave running on purpose: datapath and tunnel
             subprocess.run([sys.executable, "-m", "balancing", "datapath", "detach", "--bpffs",
                             str(node.bpffs / "balancing"), "--cgroup", str(node.cgroup)], capture_output=True,
                            timeout=60, check=False)
+            subprocess.run([sys.executable, "-m", "balancing", "datapath", "tunnel", "down", "--node", node.name],
+                           capture_output=True, timeout=60, check=False,
+                           env={**os.environ, "BALANCING_NODE_INDEX_DIR": str(NODE_INDEX_DIR)})
+    helm(lab, "hub", "uninstall", HUB_RELEASE, "-n", SYSTEM, "--wait", check=False)
 
 
 def main() -> int:
@@ -221,7 +265,7 @@ def main() -> int:
         undo(lab)
         print("demo removed; the lab is still up")
         return 0
-    install_members(lab)
+    install(lab)
     seeds = seed_policies(lab)
     failed = cross_cluster(lab)
     seed_failures = [name for name, answer in seeds.items() if "http-redirect" not in answer]

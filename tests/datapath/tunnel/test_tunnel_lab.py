@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-import lab.mesh
 from lab import host
 from lab.testing import Federation, LabPod
+from tests.datapath.tunnel import lab_mesh
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +33,7 @@ LISTEN_PORT = 51820
 
 
 @dataclass
-class LabMesh(lab.mesh.LabMesh):
+class LabMesh(lab_mesh.LabMesh):
     """The lab mesh plus the test's pods."""
 
     pods: dict[str, LabPod] = field(default_factory=dict)

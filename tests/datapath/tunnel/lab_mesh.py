@@ -1,4 +1,7 @@
-"""The WireGuard mesh on lab nodes, stitched the way the hub and the node agents will do it.
+"""The WireGuard mesh on lab nodes, stitched by hand for the tunnel datapath's own tests.
+
+(The product does this with the hub operator and the node agents; these tests exercise the tunnel
+layer underneath them, node by node.)
 
 Each node publishes its public key (`balancing datapath tunnel pubkey`), the hub's pure planner
 (hub.mesh) allocates proxy IPs and peer sets, and each node's share is applied with
