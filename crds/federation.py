@@ -12,8 +12,9 @@ an MCS kind (crds.mcs), so both sets install on one cluster (a hub that is also 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
@@ -806,6 +807,26 @@ class NodeTunnelEndpoint(KubeObject):
     @staticmethod
     def object_name(cluster: str, node: str) -> str:
         return f"{cluster}.{node}"
+
+    @classmethod
+    def for_node(
+        cls,
+        cluster: str,
+        node: str,
+        public_key: str,
+        endpoint: str,
+        pod_cidrs: Sequence[str] = (),
+        proxy_ipv4: str | None = None,
+    ) -> NodeTunnelEndpoint:
+        """A validated object as the member publishes it in its hub namespace (with the hub's proxy IP)."""
+        document: dict[str, Any] = {
+            "metadata": {"name": cls.object_name(cluster, node), "namespace": cluster},
+            "spec": {"cluster": cluster, "node": node, "publicKey": public_key, "endpoint": endpoint,
+                     "podCIDRs": list(pod_cidrs)},
+        }
+        if proxy_ipv4 is not None:
+            document["status"] = {"proxyIPv4": proxy_ipv4}
+        return cls.model_validate(document)
 
     @model_validator(mode="after")
     def _name(self) -> NodeTunnelEndpoint:
