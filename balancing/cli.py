@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 COMPONENT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("lab", "lab.cli"),
     ("datapath", "datapath.cli"),
+    ("hub", "hub.cli"),
 )
 
 

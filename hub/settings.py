@@ -30,6 +30,9 @@ class HubSettings:
     batch_window: float = DEFAULT_BATCH_WINDOW
     resync_period: float = DEFAULT_RESYNC_PERIOD
     metrics_address: str = DEFAULT_METRICS_ADDRESS
+    # Namespace patterns (globs) to watch; empty: the whole cluster. One hub watches everything; this
+    # lets a test (or a second, separate federation) run its own hub on a shared apiserver.
+    watch_namespaces: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.clusterset_ip_pool.overlaps(self.proxy_ip_pool):
@@ -68,4 +71,7 @@ class HubSettings:
             batch_window=number("BALANCING_BATCH_WINDOW", DEFAULT_BATCH_WINDOW, 0.0),
             resync_period=number("BALANCING_RESYNC_PERIOD", DEFAULT_RESYNC_PERIOD, 1.0),
             metrics_address=env.get("BALANCING_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
+            watch_namespaces=tuple(
+                pattern.strip() for pattern in env.get("BALANCING_WATCH_NAMESPACES", "").split(",") if pattern.strip()
+            ),
         )
