@@ -7,7 +7,8 @@
   loop. Each event tells the reconciler what changed and wakes the loop, which gathers changes for
   `batch_window` seconds, plans (hub.engine, pure) and writes the plan: status merge patches, creates,
   replaces and deletes in the catalogue, Events. A failed write is retried by the next plan.
-- **Joining and status**: what `balancing hub add-member` and `balancing status` read and create.
+- **Joining and status** (`hub_release`, `ensure_objects`, `request_token`, `list_objects`): what
+  `balancing hub add-member` creates and `balancing status` reads.
 
 Metrics (Prometheus), /healthz and /readyz are served on `metrics_address`; logs are JSON lines.
 """
@@ -19,18 +20,19 @@ import concurrent.futures
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 from aiohttp import web
-from kubernetes import client, config
+from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from crds import (
+    CATALOGUE_LABEL,
     KINDS_BY_NAME,
     ExportedService,
     FederatedEndpointSlice,
@@ -418,3 +420,88 @@ def run(settings: HubSettings, kubeconfig: str | None = None, verbose: bool = Fa
     namespaces = settings.watch_namespaces
     asyncio.run(kopf.operator(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True))
     return 0
+
+
+# --- joining and status ------------------------------------------------------------------------------------
+
+
+def _json(api: client.ApiClient, answer: object) -> Any:
+    """A typed client answer as the API's JSON (dicts, camelCase keys, RFC 3339 times)."""
+    return api.sanitize_for_serialization(answer)  # type: ignore[no-untyped-call]
+
+
+def hub_release(api: client.ApiClient, catalogue: str | None = None) -> tuple[str, str]:
+    """(catalogue namespace, Helm release) of the installed hub: the namespace labelled as the catalogue
+    (or the one named), and the release on its app.kubernetes.io/instance label."""
+    core = client.CoreV1Api(api)
+    try:
+        if catalogue:
+            found = [_json(api, core.read_namespace(catalogue))]
+        else:
+            found = _json(api, core.list_namespace(label_selector=f"{CATALOGUE_LABEL}=true"))["items"]
+    except ApiException as error:
+        if error.status == 404:
+            raise ApiError(f"no namespace {catalogue!r} on the hub: is that its catalogue?") from None
+        raise ApiError(f"cannot read namespaces on the hub: {error.status} {error.reason}") from None
+    live = [item["metadata"] for item in found if (item.get("status") or {}).get("phase") != "Terminating"]
+    if not live:
+        raise ApiError(f"no hub here: no namespace is labelled {CATALOGUE_LABEL}=true (install charts/hub first)")
+    if len(live) > 1:
+        raise ApiError(f"several hubs here ({', '.join(sorted(m['name'] for m in live))}): pass --catalogue-namespace")
+    return live[0]["name"], (live[0].get("labels") or {}).get("app.kubernetes.io/instance", "balancing-hub")
+
+
+def ensure_objects(api: client.ApiClient, objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+    """Create each object unless it exists (an existing one is left as it is): [(what, created)]."""
+    results = []
+    for obj in objects:
+        metadata = obj["metadata"]
+        what = f"{obj['kind']} {metadata['namespace'] + '/' if metadata.get('namespace') else ''}{metadata['name']}"
+        try:
+            utils.create_from_dict(api, dict(obj))  # type: ignore[no-untyped-call]
+        except utils.FailToCreateError as failure:
+            refusal = failure.api_exceptions[0]
+            if refusal.status != 409:
+                raise ApiError(f"cannot create {what}: {refusal.status} {refusal.reason}") from None
+            results.append((what, False))
+            continue
+        results.append((what, True))
+    return results
+
+
+def request_token(api: client.ApiClient, namespace: str, service_account: str, seconds: int) -> tuple[str, datetime]:
+    """A TokenRequest token bound to the ServiceAccount, and when the apiserver says it expires."""
+    request = cast(Any, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                         "spec": {"expirationSeconds": seconds}})
+    try:
+        granted = client.CoreV1Api(api).create_namespaced_service_account_token(service_account, namespace, request)
+    except ApiException as error:
+        raise ApiError(f"cannot get a token for ServiceAccount {namespace}/{service_account}: "
+                       f"{error.status} {error.reason}") from None
+    status = _json(api, granted)["status"]
+    return status["token"], datetime.fromisoformat(status["expirationTimestamp"].replace("Z", "+00:00"))
+
+
+def server_and_ca(api: client.ApiClient) -> tuple[str, str | None]:
+    """The hub's URL and the path of its CA bundle, as the client reaches it."""
+    return api.configuration.host, api.configuration.ssl_ca_cert
+
+
+def list_objects(api: client.ApiClient, kinds: Iterable[type[KubeObject]]) -> list[KubeObject]:
+    """Every object of these kinds on the hub, parsed (an unreadable one is skipped and logged)."""
+    custom = client.CustomObjectsApi(api)
+    found: list[KubeObject] = []
+    for kind in kinds:
+        group, version = kind.group, kind.versions[0]
+        try:
+            listed: dict[str, Any] = cast(Any, custom.list_cluster_custom_object(group, version, kind.plural))
+        except ApiException as error:
+            raise ApiError(f"cannot list {kind.plural}.{group} on the hub: {error.status} {error.reason}") from None
+        for item in listed.get("items", []):
+            item.setdefault("apiVersion", f"{group}/{version}")
+            item.setdefault("kind", kind.kind_name)
+            try:
+                found.append(parse_object(item))
+            except InvalidObjectError as error:
+                log.warning("unreadable object skipped: %s", error)
+    return found

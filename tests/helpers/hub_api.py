@@ -85,3 +85,45 @@ def install_crds(api: Api) -> Api:
     api.kubectl("apply", "--server-side", "--force-conflicts", *files)
     api.kubectl("wait", "--for=condition=Established", "--timeout=60s", *files)
     return api
+
+
+CHARTS = Path(__file__).resolve().parents[2] / "charts"
+
+
+def helm(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    from lab.toolchain import tool_path
+
+    return subprocess.run([str(tool_path("helm")), "--kubeconfig", api.kubeconfig, *args], capture_output=True,
+                          text=True, timeout=180)
+
+
+def install_hub_chart(api: Api, release: str, members: list[str]) -> None:
+    """A release of charts/hub whose names all start with `release`: namespace RELEASE-sys, catalogue
+    RELEASE-cat, operator ServiceAccount RELEASE-hub (so it coexists with any other hub there)."""
+    sets = [f"catalogueNamespace={release}-cat", f"operator.serviceAccountName={release}-hub",
+            *(f"members[{index}].name={name}" for index, name in enumerate(members))]
+    installed = helm(api, "install", release, str(CHARTS / "hub"), "-n", f"{release}-sys", "--create-namespace",
+                     *(arg for value in sets for arg in ("--set", value)))
+    assert installed.returncode == 0, installed.stderr
+
+
+def uninstall_hub_chart(api: Api, release: str, namespaces: list[str]) -> None:
+    helm(api, "uninstall", release, "-n", f"{release}-sys")
+    for namespace in [f"{release}-sys", f"{release}-cat", *namespaces]:
+        api.kubectl("delete", "balancing-federation", "--all", "-n", namespace, "--wait=false", check=False)
+        api.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def token_kubeconfig(api: Api, token: str, path: Path, namespace: str | None = None) -> Path:
+    """A kubeconfig for the same apiserver that authenticates with `token` (a ServiceAccount's)."""
+    import yaml
+
+    view = yaml.safe_load(api.kubectl("config", "view", "--raw", "--minify", "--flatten").stdout)
+    cluster = view["clusters"][0]["cluster"]
+    context: dict[str, str] = {"cluster": "hub", "user": "token", **({"namespace": namespace} if namespace else {})}
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "hub", "cluster": cluster}],
+              "users": [{"name": "token", "user": {"token": token}}],
+              "contexts": [{"name": "hub", "context": context}], "current-context": "hub"}
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
