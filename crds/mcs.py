@@ -70,6 +70,17 @@ def _condition_column(condition: str) -> PrinterColumn:
     )
 
 
+class McsObject(KubeObject):
+    """A namespaced multicluster.x-k8s.io kind, served as v1alpha1 and v1beta1; its spec is optional."""
+
+    group: ClassVar[str] = MCS_GROUP
+    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
+    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
+    spec_required: ClassVar[bool] = False
+
+    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
+
+
 # --- ServiceExport -------------------------------------------------------------------------------------
 
 def _check_annotation_keys(annotations: dict[str, str]) -> dict[str, str]:
@@ -103,16 +114,12 @@ class ServiceExportStatus(ApiModel):
     )
 
 
-class ServiceExport(KubeObject):
+class ServiceExport(McsObject):
     """Exports the Service of the same namespace and name to every cluster of the clusterset."""
 
-    group: ClassVar[str] = MCS_GROUP
-    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
     kind_name: ClassVar[str] = "ServiceExport"
     plural: ClassVar[str] = "serviceexports"
-    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
     short_names: ClassVar[tuple[str, ...]] = ("svcex", "svcexport")
-    spec_required: ClassVar[bool] = False
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         _condition_column("Valid"),
         _condition_column("Ready"),
@@ -120,7 +127,6 @@ class ServiceExport(KubeObject):
         _age(),
     )
 
-    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
     kind: Literal["ServiceExport"] = "ServiceExport"
     spec: ServiceExportSpec | None = None
     status: ServiceExportStatus | None = None
@@ -204,24 +210,19 @@ class ServiceImportStatus(ApiModel):
     conditions: Conditions | None = None
 
 
-class ServiceImport(KubeObject):
+class ServiceImport(McsObject):
     """A Service exported by one or more clusters of the clusterset, as a member sees it (written by
     the member controller)."""
 
-    group: ClassVar[str] = MCS_GROUP
-    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
     kind_name: ClassVar[str] = "ServiceImport"
     plural: ClassVar[str] = "serviceimports"
-    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
     short_names: ClassVar[tuple[str, ...]] = ("svcim", "svcimport")
-    spec_required: ClassVar[bool] = False
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Type", json_path=".spec.type", description="ClusterSetIP or Headless"),
         PrinterColumn(name="IP", json_path=".spec.ips[0]", description="Clusterset IP"),
         _age(),
     )
 
-    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
     kind: Literal["ServiceImport"] = "ServiceImport"
     spec: ServiceImportSpec | None = None
     status: ServiceImportStatus | None = None

@@ -43,7 +43,17 @@ from crds import (
     NodeTunnelEndpoint,
     parse_object,
 )
-from hub.engine import EventWrite, ObjectWrite, Plan, Reconciler, StatusWrite, View, index_keys
+from hub.engine import (
+    EventWrite,
+    Indexed,
+    ObjectWrite,
+    Plan,
+    Reconciler,
+    StatusWrite,
+    View,
+    index_keys,
+    index_value,
+)
 from hub.settings import HubSettings
 
 log = logging.getLogger("balancing.hub")
@@ -215,16 +225,16 @@ class Operator:
             private_key_path=configuration.key_file,
         )
 
-    def _indexer(self, kind: type[KubeObject]) -> Callable[..., dict[Any, KubeObject]]:
+    def _indexer(self, kind: type[KubeObject]) -> Callable[..., dict[Any, Indexed]]:
         catalogue = self.settings.catalogue_namespace
 
-        def index(body: Mapping[str, Any], **_: Any) -> dict[Any, KubeObject]:
+        def index(body: Mapping[str, Any], **_: Any) -> dict[Any, Indexed]:
             try:
                 obj = parse_object(dict(body))
             except InvalidObjectError as error:
                 log.warning("unreadable object left out", extra={"kind": kind.kind_name, "error": str(error)})
                 return {}
-            return dict.fromkeys(index_keys(obj, catalogue), obj)
+            return dict.fromkeys(index_keys(obj, catalogue), index_value(obj, catalogue))
 
         return index
 

@@ -62,8 +62,10 @@ def render(
 
 def same_conditions(current: Sequence[Condition] | None, rendered: Sequence[dict[str, Any]]) -> bool:
     """Whether `current` already says what `rendered` says (transition times aside)."""
-    def essence(entry: dict[str, Any]) -> tuple[Any, ...]:
-        return (entry["type"], entry["status"], entry["reason"], entry["message"], entry.get("observedGeneration"))
-
-    now = [essence(condition.to_api()) for condition in current or []]
-    return now == [essence(entry) for entry in rendered]
+    if len(current or ()) != len(rendered):
+        return False
+    return all(
+        (c.type, c.status, c.reason, c.message, c.observed_generation)
+        == (r["type"], r["status"], r["reason"], r["message"], r.get("observedGeneration"))
+        for c, r in zip(current or (), rendered, strict=True)
+    )

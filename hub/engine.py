@@ -23,10 +23,11 @@ leave the catalogue until they heartbeat again.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -46,11 +47,12 @@ from crds import (
     MemberCluster,
     NodeTunnelEndpoint,
     format_stamp,
+    parse_object,
     parse_stamp,
 )
 from hub import members as member_rules
 from hub.conditions import Verdict, render, same_conditions
-from hub.merge import merge
+from hub.merge import Merged, merge
 from hub.mesh import NodeKey, allocate_proxy_ips, key_of, plan_peers, pool_overlaps
 from hub.objects import Ref, ref
 from hub.pools import AddressPool
@@ -58,8 +60,8 @@ from hub.settings import HubSettings
 
 Key = tuple[str, ...]
 ServiceKey = tuple[str, str]  # (namespace, name) of the exported Service
-Index = Mapping[Key, Collection[KubeObject]]
-K = TypeVar("K", bound=KubeObject)
+Index = Mapping[Key, Collection[Any]]
+K = TypeVar("K")
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "balancing-hub"}
 
@@ -77,6 +79,43 @@ ACCEPTED = Verdict.of("Valid", True, "Valid", "accepted")
 
 
 # --- the indexes -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogueCopy:
+    """A FederatedEndpointSlice copy in the catalogue as the hub keeps it in its index: what tells whether
+    it still matches its source (labels, the change stamp, a digest of the spec) without holding every
+    endpoint twice. At 1,000 members x 100 Services of 10 endpoints that is a third of the memory."""
+
+    namespace: str
+    name: str
+    resource_version: str | None
+    labels: tuple[tuple[str, str], ...]
+    changed_at: str | None
+    synced_at: str | None
+    spec_digest: str
+    kind: str = "FederatedEndpointSlice"
+
+    @classmethod
+    def of(cls, obj: FederatedEndpointSlice) -> CatalogueCopy:
+        annotations = obj.metadata.annotations or {}
+        return cls(obj.metadata.namespace or "", obj.metadata.name or "", obj.metadata.resource_version,
+                   tuple(sorted((obj.metadata.labels or {}).items())), annotations.get(CHANGED_AT_ANNOTATION),
+                   annotations.get(SYNCED_AT_ANNOTATION), _digest(obj.spec.to_api()))
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.kind, self.namespace, self.name)
+
+
+Indexed = KubeObject | CatalogueCopy
+
+
+def index_value(obj: KubeObject, catalogue: str) -> Indexed:
+    """What the index holds for an object: the object, or a CatalogueCopy for a copy in the catalogue."""
+    if isinstance(obj, FederatedEndpointSlice) and obj.metadata.namespace == catalogue:
+        return CatalogueCopy.of(obj)
+    return obj
 
 
 def index_keys(obj: KubeObject, catalogue: str) -> list[Key]:
@@ -126,23 +165,28 @@ class View:
                     yield key
 
 
-class MemoryIndex(dict[Key, list[KubeObject]]):
+def indexed_ref(value: Indexed) -> Ref:
+    return value.ref if isinstance(value, CatalogueCopy) else ref(value)
+
+
+class MemoryIndex(dict[Key, list[Indexed]]):
     """The index a kopf operator keeps, in memory: put and remove objects, look them up by key."""
 
     def __init__(self, catalogue: str) -> None:
         super().__init__()
         self.catalogue = catalogue
-        self._filed: dict[Ref, tuple[KubeObject, list[Key]]] = {}
+        self._filed: dict[Ref, tuple[Indexed, list[Key]]] = {}
 
     def put(self, obj: KubeObject) -> None:
         self.remove(obj)
         keys = index_keys(obj, self.catalogue)
-        self._filed[ref(obj)] = (obj, keys)
+        value = index_value(obj, self.catalogue)
+        self._filed[ref(obj)] = (value, keys)
         for key in keys:
-            self.setdefault(key, []).append(obj)
+            self.setdefault(key, []).append(value)
 
-    def remove(self, obj: KubeObject) -> None:
-        filed = self._filed.pop(ref(obj), None)
+    def remove(self, obj: Indexed) -> None:
+        filed = self._filed.pop(indexed_ref(obj), None)
         if filed is None:
             return
         old, keys = filed
@@ -152,8 +196,59 @@ class MemoryIndex(dict[Key, list[KubeObject]]):
             if not bucket:
                 del self[key]
 
-    def objects(self) -> list[KubeObject]:
+    def objects(self) -> list[Indexed]:
         return [obj for obj, _keys in self._filed.values()]
+
+    def find(self, which: Ref) -> Indexed | None:
+        filed = self._filed.get(which)
+        return filed[0] if filed is not None else None
+
+    def apply(self, plan: Plan, stamp: Callable[[KubeObject], None] = lambda _obj: None
+              ) -> list[tuple[Indexed, bool]]:
+        """Apply a plan's writes as the apiserver would (a status merge patch, a create or replace, a
+        delete), `stamp`ing each stored object (resourceVersion, uid...); return (object, deleted)
+        for each change, for the reconciler's `touched`. Simulations and tests play the apiserver so."""
+        changed: list[tuple[Indexed, bool]] = []
+
+        def store(obj: KubeObject) -> None:
+            stamp(obj)
+            self.put(obj)
+            changed.append((self._filed[ref(obj)][0], False))  # what the index keeps (a copy: its digest)
+
+        for status_write in plan.statuses:
+            current = self.find(status_write.ref)
+            if not isinstance(current, KubeObject):
+                continue  # deleted meanwhile: the apiserver would answer 404
+            document = {**current.to_api(), "apiVersion": current.api_version}
+            document["status"] = merge_patch(document.get("status") or {}, status_write.status)
+            updated = parse_object(document)
+            updated.metadata = current.metadata.model_copy()
+            store(updated)
+        for write in plan.objects:
+            current = self.find(write.ref)
+            if write.body is None:
+                if current is not None:
+                    self.remove(current)
+                    changed.append((current, True))
+                continue
+            document = dict(write.body)
+            if write.status is not None:
+                document["status"] = write.status
+            store(parse_object(document))
+        return changed
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch: null deletes, objects merge, anything else replaces."""
+    merged = dict(target)
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = merge_patch(merged[name], value)
+        else:
+            merged[name] = value
+    return merged
 
 
 # --- the writes --------------------------------------------------------------------------------------------
@@ -219,6 +314,24 @@ class MemberState:
         return self.usable and self.alive
 
 
+class LiveClusters:
+    """The live exporting clusters of one Service, by name, with their status entries kept in step: a
+    member that starts or stops heartbeating is one insertion or removal, not a rebuild of the list."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(names)
+        self.entries = [{"cluster": name} for name in self.names]
+
+    def mark(self, name: str, alive: bool) -> None:
+        at = bisect.bisect_left(self.names, name)
+        present = at < len(self.names) and self.names[at] == name
+        if alive and not present:
+            self.names.insert(at, name)
+            self.entries.insert(at, {"cluster": name})
+        elif not alive and present:
+            del self.names[at], self.entries[at]
+
+
 # --- the reconciler ----------------------------------------------------------------------------------------
 
 
@@ -244,7 +357,12 @@ class Reconciler:
         self._dirty_services: set[ServiceKey] = set()
         self._dirty_copies: set[str] = set()
         self._pending_events: list[EventWrite] = []
-        self._sent: dict[Ref, tuple[str | None, str]] = {}  # written and not yet seen back: (rv seen, digest)
+        self._sent: dict[Ref, tuple[str | None, Any]] = {}  # written, not yet seen back: (rv seen, fingerprint)
+        self._matched: dict[Ref, tuple[str | None, Any]] = {}  # status known to say what we want: (rv, wanted)
+        self._merged: dict[ServiceKey, Merged] = {}  # the last merge of each Service
+        self._live: dict[ServiceKey, LiveClusters] = {}  # and its live clusters
+        self._liveness: set[str] = set()  # members whose liveness alone changed (not whether they count)
+        self._silent: set[str] = set()  # registered members that are not alive
         self._emitted: dict[Ref, dict[str, str]] = {}  # object -> {reason: message last emitted}
 
     # -- what changed ----------------------------------------------------------------------------------
@@ -256,11 +374,15 @@ class Reconciler:
     def member_states(self) -> Mapping[str, MemberState]:
         return self._states
 
-    def touched(self, obj: KubeObject, deleted: bool = False) -> None:
+    def touched(self, obj: Indexed, deleted: bool = False) -> None:
         """An object was added, changed or deleted (its last known state)."""
+        if isinstance(obj, CatalogueCopy):
+            self._dirty_copies.add(obj.name)
+            return
         namespace = obj.metadata.namespace or ""
         if deleted:
             self._emitted.pop(ref(obj), None)  # a new object of the same name hears everything again
+            self._matched.pop(ref(obj), None)
         if isinstance(obj, MemberCluster) and namespace != self.catalogue:
             self._dirty_members.add(namespace)
             claim = None if deleted else (obj.metadata.name, tuple(obj.spec.pod_cidrs or ()),
@@ -341,6 +463,9 @@ class Reconciler:
         for service in sorted(services):
             self._merge_service(service, now, plan)
             plan.services_merged += 1
+        liveness, self._liveness = self._liveness, set()
+        for cluster in sorted(liveness):
+            self._refresh_liveness(cluster, services, now, plan)
         copies, self._dirty_copies = self._dirty_copies, set()
         for name in sorted(copies):
             self._sync_copy(name, now, plan)
@@ -411,12 +536,18 @@ class Reconciler:
             self._states[cluster] = state
         else:
             self._states.pop(cluster, None)
-        if before is None or before.usable != state.usable:
-            self._mesh = True
-        for export in self.view.get(("cluster-exports", cluster), ExportedService):
-            self._dirty_services.add((export.spec.namespace, export.spec.service_name))
+        if state.registered and not state.alive:
+            self._silent.add(cluster)
+        else:
+            self._silent.discard(cluster)
         self._dirty_copies.update(s.metadata.name or "" for s in
                                   self.view.get(("cluster-slices", cluster), FederatedEndpointSlice))
+        if before is not None and before.usable == state.usable:
+            self._liveness.add(cluster)  # the merge stands: only live lists and this member's Ready change
+            return
+        self._mesh = True
+        for export in self.view.get(("cluster-exports", cluster), ExportedService):
+            self._dirty_services.add((export.spec.namespace, export.spec.service_name))
 
     # -- services -----------------------------------------------------------------------------------------
 
@@ -446,12 +577,15 @@ class Reconciler:
         existing = self.view.one(("service", name), FederatedService)
         if not merged_in:
             self._release(name)
+            self._merged.pop(service, None)
+            self._live.pop(service, None)
             if existing is not None:
                 plan.objects.append(ObjectWrite(ref(existing), None, existing.metadata.resource_version, origin))
             return
         result = merge(merged_in)
+        self._merged[service] = result
+        self._live[service] = LiveClusters(name for name in result.by_name if name not in self._silent)
         winner = result.winner.spec
-        live = sorted(e.spec.cluster for e in merged_in if self._states[e.spec.cluster].alive)
         address = self._address(name) if winner.type == "ClusterSetIP" else None
         if winner.type != "ClusterSetIP":
             self._release(name)  # a Headless Service has no clusterset IP
@@ -461,15 +595,6 @@ class Reconciler:
         spec["ports"] = [port.to_api() for port in result.ports]
         if address is not None:
             spec["ips"] = [str(address)]
-        if not live:
-            ready = Verdict.of("Ready", False, NO_LIVE_CLUSTERS,
-                               f"no exporting cluster is alive ({', '.join(result.clusters)} exported it)")
-        elif winner.type == "ClusterSetIP" and address is None:
-            ready = Verdict.of("Ready", False, IP_POOL_EXHAUSTED,
-                               f"the clusterset IP pool {self.settings.clusterset_ip_pool} is exhausted "
-                               f"({self._clusterset.capacity} addresses): widen it (hub chart clusterSetIpPool)")
-        else:
-            ready = Verdict.of("Ready", True, "Ready", f"exported by {len(live)} live cluster(s): {', '.join(live)}")
         labels = {SERVICE_NAMESPACE_LABEL: service[0], SERVICE_NAME_LABEL: service[1], **MANAGED_BY}
         body = {
             "apiVersion": API_VERSION,
@@ -477,36 +602,82 @@ class Reconciler:
             "metadata": {"name": name, "namespace": self.catalogue, "labels": labels},
             "spec": spec,
         }
-        current_status = existing.status if existing is not None else None
-        conditions = render([ready], current_status.conditions if current_status else None, None, now)
-        status = {"clusters": [{"cluster": cluster} for cluster in live], "conditions": conditions}
-        status_same = current_status is not None and same_conditions(current_status.conditions, conditions) and [
-            c.cluster for c in current_status.clusters or []
-        ] == live
-        target = Ref("FederatedService", self.catalogue, name)
         if existing is None or existing.spec.to_api() != spec or not _has_labels(existing, labels):
             seen = existing.metadata.resource_version if existing is not None else None
-            if self._should_send(target, seen, {**body, "status": _essence(status)}):
-                plan.objects.append(ObjectWrite(target, body, seen, origin, status=status))
-        elif status_same:
-            self._sent.pop(target, None)
-        elif self._should_send(target, existing.metadata.resource_version, _essence(status)):
-            plan.statuses.append(StatusWrite(target, status, origin))
-        if ready.reason == IP_POOL_EXHAUSTED:
-            self._warn(plan, existing or target, IP_POOL_EXHAUSTED, ready.message)
+            _live, status = self._service_status(service, result, None, now)
+            if self._should_send(Ref("FederatedService", self.catalogue, name), seen,
+                                 {**body, "status": _essence(status)}):
+                plan.objects.append(ObjectWrite(Ref("FederatedService", self.catalogue, name), body, seen, origin,
+                                                status=status))
+        else:
+            self._write_service_status(service, result, existing, now, plan)
         for export in merged_in:
-            cluster = export.spec.cluster
-            reasons = result.reasons(cluster)
-            conflict = (Verdict.of("Conflict", True, reasons, result.message(cluster)) if reasons
-                        else Verdict.of("Conflict", False, NO_CONFLICTS, "it agrees with the merged Service"))
-            alive = self._states[cluster].alive
-            exported = (Verdict.of("Ready", True, EXPORTED, f"merged into {self.catalogue}/{name}") if alive else
-                        Verdict.of("Ready", False, member_rules.HEARTBEAT_EXPIRED,
-                                   f"member {cluster} is not heartbeating: its endpoints left the catalogue"))
-            self._export_status(plan, export, now, origin, ACCEPTED,
-                                conflict, exported)
-            if reasons:
-                self._warn(plan, export, "Conflict", f"{reasons}: {result.message(cluster)}")
+            self._merged_export_status(export, result, now, plan)
+
+    def _service_status(self, service: ServiceKey, result: Merged, existing: FederatedService | None,
+                        now: datetime) -> tuple[list[str], dict[str, Any]]:
+        """A FederatedService's status: the live exporting clusters (by name), and Ready."""
+        name = FederatedService.object_name(*service)
+        live = self._live[service].names
+        if not live:
+            ready = Verdict.of("Ready", False, NO_LIVE_CLUSTERS,
+                               f"no exporting cluster is alive ({len(result.clusters)} exported it)")
+        elif result.winner.spec.type == "ClusterSetIP" and name not in self._ips:
+            ready = Verdict.of("Ready", False, IP_POOL_EXHAUSTED,
+                               f"the clusterset IP pool {self.settings.clusterset_ip_pool} is exhausted "
+                               f"({self._clusterset.capacity} addresses): widen it (hub chart clusterSetIpPool)")
+        else:
+            ready = Verdict.of("Ready", True, "Ready", f"exported by {len(live)} live cluster(s)")
+        current = existing.status if existing is not None else None
+        conditions = render([ready], current.conditions if current else None, None, now)
+        return live, {"clusters": list(self._live[service].entries), "conditions": conditions}
+
+    def _write_service_status(self, service: ServiceKey, result: Merged, existing: FederatedService, now: datetime,
+                              plan: Plan) -> None:
+        live, status = self._service_status(service, result, existing, now)
+        target, current = ref(existing), existing.status
+        ready = status["conditions"][0]
+        if ready["reason"] == IP_POOL_EXHAUSTED:
+            self._warn(plan, existing, IP_POOL_EXHAUSTED, ready["message"])
+        clusters = current.clusters or [] if current is not None else []
+        if current is not None and len(clusters) == len(live) and same_conditions(
+            current.conditions, status["conditions"]
+        ) and [c.cluster for c in clusters] == live:
+            self._sent.pop(target, None)
+        elif self._should_send(target, existing.metadata.resource_version,
+                               (tuple(live), ready["status"], ready["reason"], ready["message"])):
+            plan.statuses.append(StatusWrite(target, status, ("service", *service)))
+
+    def _merged_export_status(self, export: ExportedService, result: Merged, now: datetime, plan: Plan) -> None:
+        cluster = export.spec.cluster
+        service = (export.spec.namespace, export.spec.service_name)
+        reasons = result.reasons(cluster)
+        conflict = (Verdict.of("Conflict", True, reasons, result.message(cluster)) if reasons
+                    else Verdict.of("Conflict", False, NO_CONFLICTS, "it agrees with the merged Service"))
+        state = self._states.get(cluster)
+        merged_into = f"merged into {self.catalogue}/{FederatedService.object_name(*service)}"
+        exported = (Verdict.of("Ready", True, EXPORTED, merged_into) if state is not None and state.alive else
+                    Verdict.of("Ready", False, member_rules.HEARTBEAT_EXPIRED,
+                               f"member {cluster} is not heartbeating: its endpoints left the catalogue"))
+        self._export_status(plan, export, now, ("service", *service), ACCEPTED, conflict, exported)
+        if reasons:
+            self._warn(plan, export, "Conflict", f"{reasons}: {result.message(cluster)}")
+
+    def _refresh_liveness(self, cluster: str, merged_now: set[ServiceKey], now: datetime, plan: Plan) -> None:
+        """A member started or stopped heartbeating: the live lists of its Services and its exports'
+        Ready change; the merges do not (a silent member keeps its say), so none is redone."""
+        for export in self.view.get(("cluster-exports", cluster), ExportedService):
+            service = (export.spec.namespace, export.spec.service_name)
+            result = self._merged.get(service)
+            if service in merged_now:
+                continue
+            existing = self.view.one(("service", FederatedService.object_name(*service)), FederatedService)
+            if result is None or existing is None or cluster not in result.clusters or export.spec.cluster != cluster:
+                self._dirty_services.add(service)  # not merged as it stands: merge it at the next plan
+                continue
+            self._live[service].mark(cluster, cluster not in self._silent)
+            self._write_service_status(service, result, existing, now, plan)
+            self._merged_export_status(export, result, now, plan)
 
     def _address(self, name: str) -> ipaddress.IPv4Address | None:
         address = self._ips.get(name)
@@ -529,12 +700,12 @@ class Reconciler:
     def _sync_copy(self, name: str, now: datetime, plan: Plan) -> None:
         cluster = name.split(".", 1)[0]
         source = self.view.one(("slice", cluster, name), FederatedEndpointSlice)
-        existing = self.view.one(("copy", name), FederatedEndpointSlice)
+        existing = self.view.one(("copy", name), CatalogueCopy)
         origin: Key = ("copy", name)
         target = Ref("FederatedEndpointSlice", self.catalogue, name)
         if source is None or not self._copied(source):
             if existing is not None:
-                plan.objects.append(ObjectWrite(target, None, existing.metadata.resource_version, origin))
+                plan.objects.append(ObjectWrite(target, None, existing.resource_version, origin))
             return
         labels = {SOURCE_CLUSTER_LABEL: cluster, **MANAGED_BY}
         if source.spec.service is not None:
@@ -543,23 +714,24 @@ class Reconciler:
         elif source.spec.policy is not None:
             labels[POLICY_NAME_LABEL] = source.spec.policy.name
         changed = (source.metadata.annotations or {}).get(CHANGED_AT_ANNOTATION)
-        if existing is not None and existing.spec == source.spec and _has_labels(existing, labels) and (
-            (existing.metadata.annotations or {}).get(CHANGED_AT_ANNOTATION) == changed
+        spec = source.spec.to_api()
+        digest = _digest(spec)
+        if existing is not None and existing.spec_digest == digest and existing.changed_at == changed and all(
+            entry in existing.labels for entry in labels.items()
         ):
             self._sent.pop(target, None)
             return
         annotations = {SYNCED_AT_ANNOTATION: format_stamp(now)}
         if changed is not None:
             annotations[CHANGED_AT_ANNOTATION] = changed
-        spec = source.spec.to_api()
         body = {
             "apiVersion": API_VERSION,
             "kind": "FederatedEndpointSlice",
             "metadata": {"name": name, "namespace": self.catalogue, "labels": labels, "annotations": annotations},
             "spec": spec,
         }
-        seen = existing.metadata.resource_version if existing is not None else None
-        if self._should_send(target, seen, (labels, changed, spec)):
+        seen = existing.resource_version if existing is not None else None
+        if self._should_send(target, seen, (labels, changed, digest)):
             plan.objects.append(ObjectWrite(target, body, seen, origin, changed_at=parse_stamp(changed)))
 
     def _copied(self, source: FederatedEndpointSlice) -> bool:
@@ -646,22 +818,28 @@ class Reconciler:
 
     def _status(self, plan: Plan, obj: KubeObject, wanted: dict[str, Any], now: datetime, origin: Key) -> None:
         """A status patch, if `wanted` (with Verdicts for conditions) differs from what `obj` has."""
+        target = ref(obj)
+        known = (obj.metadata.resource_version, tuple((k, tuple(v) if isinstance(v, list) else v)
+                                                      for k, v in wanted.items()))
+        if self._matched.get(target) == known:
+            return  # this very version of the object was already found to say this
         current = getattr(obj, "status", None)
         current_conditions = getattr(current, "conditions", None)
         generation = obj.metadata.generation if "observedGeneration" in wanted else None
         conditions = render(wanted["conditions"], current_conditions, generation, now)
         status = {**wanted, "conditions": conditions}
-        current_api = current.to_api() if current is not None else {}
-        rest_same = all(current_api.get(k) == v for k, v in status.items() if k != "conditions")
+        rest_same = all(_field(current, k) == v for k, v in status.items() if k != "conditions")
         if rest_same and same_conditions(current_conditions, conditions):
-            self._sent.pop(ref(obj), None)
+            self._sent.pop(target, None)
+            self._matched[target] = known
             return
         if self._should_send(ref(obj), obj.metadata.resource_version, _essence(status)):
             plan.statuses.append(StatusWrite(ref(obj), status, origin))
 
     def _should_send(self, target: Ref, seen: str | None, desired: Any) -> bool:
-        """False when the same write was already sent for the object as last seen (not seen back yet)."""
-        entry = (seen, _digest(desired))
+        """False when the same write was already sent for the object as last seen (not seen back yet).
+        `desired` is what the write says: a tuple is compared as it is, anything else by digest."""
+        entry = (seen, desired if isinstance(desired, tuple) else _digest(desired))
         if self._sent.get(target) == entry:
             return False
         self._sent[target] = entry
@@ -685,6 +863,19 @@ class Reconciler:
         message = (f"spec.cluster is {obj.spec.cluster!r} but the {kind} is in {namespace!r}'s namespace: the hub"
                    " trusts the namespace, so it is not copied to the catalogue")
         return EventWrite(ref(obj), obj.metadata.uid, "Warning", CLUSTER_MISMATCH, message)
+
+
+def _field(model: Any, wire_name: str) -> Any:
+    """A model's field by its wire (camelCase) name; None when the model is None or has no such field."""
+    if model is None:
+        return None
+    names = _WIRE_NAMES.get(type(model))
+    if names is None:
+        names = _WIRE_NAMES[type(model)] = {f.alias or n: n for n, f in type(model).model_fields.items()}
+    return getattr(model, names.get(wire_name, wire_name), None)
+
+
+_WIRE_NAMES: dict[type, dict[str, str]] = {}
 
 
 def _has_labels(obj: KubeObject, labels: Mapping[str, str]) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from crds import ExportedService, ServicePort
 from hub.objects import created_at
@@ -69,6 +70,10 @@ class Merged:
     ports: list[ServicePort]
     clusters: list[str]  # by age
     conflicts: dict[str, list[Conflict]] = field(default_factory=dict)
+
+    @cached_property
+    def by_name(self) -> list[str]:
+        return sorted(self.clusters)
 
     def reasons(self, cluster: str) -> str:
         found = {conflict.reason for conflict in self.conflicts.get(cluster, [])}

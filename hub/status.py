@@ -17,9 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from crds import (
-    CHANGED_AT_ANNOTATION,
     SOURCE_CLUSTER_LABEL,
-    SYNCED_AT_ANNOTATION,
     ExportedService,
     FederatedEndpointSlice,
     FederatedService,
@@ -29,6 +27,7 @@ from crds import (
     find_condition,
     parse_stamp,
 )
+from hub.engine import CatalogueCopy
 
 
 @dataclass
@@ -81,7 +80,9 @@ def _ready(obj: MemberCluster | NodeTunnelEndpoint | FederatedService, kind: str
     return condition.status if condition.status == "True" else f"{condition.status} ({condition.reason})"
 
 
-def build(objects: Iterable[KubeObject], catalogue: str, now: datetime) -> Report:
+def build(objects: Iterable[KubeObject | CatalogueCopy], catalogue: str, now: datetime) -> Report:
+    """The report, from the hub's objects (as listed from the apiserver, or as a hub index holds them)."""
+    copies: list[CatalogueCopy] = []
     report = Report(catalogue)
     members: dict[str, MemberRow] = {}
     exports: list[ExportedService] = []
@@ -89,6 +90,9 @@ def build(objects: Iterable[KubeObject], catalogue: str, now: datetime) -> Repor
     services: list[FederatedService] = []
     lags: dict[str, list[float]] = {}
     for obj in objects:
+        if isinstance(obj, CatalogueCopy):
+            copies.append(obj)
+            continue
         namespace = obj.metadata.namespace or ""
         if isinstance(obj, MemberCluster) and obj.metadata.name == namespace:
             beat = obj.status.last_heartbeat_time if obj.status else None
@@ -101,12 +105,12 @@ def build(objects: Iterable[KubeObject], catalogue: str, now: datetime) -> Repor
         elif isinstance(obj, FederatedService) and namespace == catalogue:
             services.append(obj)
         elif isinstance(obj, FederatedEndpointSlice) and namespace == catalogue:
-            annotations = obj.metadata.annotations or {}
-            changed = parse_stamp(annotations.get(CHANGED_AT_ANNOTATION))
-            synced = parse_stamp(annotations.get(SYNCED_AT_ANNOTATION))
-            source = (obj.metadata.labels or {}).get(SOURCE_CLUSTER_LABEL, obj.spec.cluster)
-            if changed is not None and synced is not None:
-                lags.setdefault(source, []).append(max(0.0, (synced - changed).total_seconds()))
+            copies.append(CatalogueCopy.of(obj))
+    for copy in copies:
+        changed, synced = parse_stamp(copy.changed_at), parse_stamp(copy.synced_at)
+        source = dict(copy.labels).get(SOURCE_CLUSTER_LABEL, copy.name.split(".", 1)[0])
+        if changed is not None and synced is not None:
+            lags.setdefault(source, []).append(max(0.0, (synced - changed).total_seconds()))
     for export in exports:
         row = members.get(export.metadata.namespace or "")
         if row is None:

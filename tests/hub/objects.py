@@ -21,7 +21,7 @@ from crds import (
     NodeTunnelEndpoint,
     parse_object,
 )
-from hub.engine import EventWrite, MemoryIndex, Plan, Reconciler, View
+from hub.engine import CatalogueCopy, EventWrite, MemoryIndex, Plan, Reconciler, View
 from hub.objects import Ref, ref
 from hub.settings import HubSettings
 
@@ -111,18 +111,6 @@ def tunnel(cluster: str, node: int, *pod_cidrs: str, namespace: str | None = Non
     return built
 
 
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(target)
-    for field, value in patch.items():
-        if value is None:
-            merged.pop(field, None)
-        elif isinstance(value, dict) and isinstance(merged.get(field), dict):
-            merged[field] = merge_patch(merged[field], value)
-        else:
-            merged[field] = value
-    return merged
-
-
 class Harness:
     """A reconciler over an in-memory index, with the apiserver's part played by `apply`."""
 
@@ -131,6 +119,7 @@ class Harness:
         self.index = MemoryIndex(self.settings.catalogue_namespace)
         self.reconciler = Reconciler(self.settings, View([self.index]))
         self.events: list[EventWrite] = []
+        self.written: dict[Ref, dict[str, Any] | None] = {}  # the last body written, for objects the hub owns
         self._versions = itertools.count(1)
         self.now = T0
 
@@ -138,17 +127,22 @@ class Harness:
         """A new operator process: same objects, no memory."""
         self.reconciler = Reconciler(self.settings, View([self.index]))
 
+    def _stamp(self, obj: KubeObject) -> None:
+        """What the apiserver adds: creation time and uid (kept from the stored object), a new resourceVersion."""
+        extra = obj.metadata.model_extra or {}
+        found = self.index.find(ref(obj))
+        old = found if isinstance(found, KubeObject) else None  # a catalogue copy is kept as a digest
+        extra.setdefault("creationTimestamp",
+                         (old.metadata.model_extra or {}).get("creationTimestamp") if old else stamp(self.now))
+        obj.metadata.uid = old.metadata.uid if old and old.metadata.uid else f"uid-{ref(obj)}"
+        obj.metadata.resource_version = str(next(self._versions))
+        obj.metadata.generation = obj.metadata.generation or 1
+
     def store(self, obj: KubeObject, *, deleted: bool = False) -> None:
         if deleted:
             self.index.remove(obj)
         else:
-            extra = obj.metadata.model_extra or {}
-            old = self.find(ref(obj))
-            extra.setdefault("creationTimestamp",
-                             (old.metadata.model_extra or {}).get("creationTimestamp") if old else stamp(self.now))
-            obj.metadata.uid = old.metadata.uid if old and old.metadata.uid else f"uid-{ref(obj)}"
-            obj.metadata.resource_version = str(next(self._versions))
-            obj.metadata.generation = obj.metadata.generation or 1
+            self._stamp(obj)
             self.index.put(obj)
         self.reconciler.touched(obj, deleted=deleted)
 
@@ -160,18 +154,12 @@ class Harness:
         for obj in objects:
             self.store(obj, deleted=True)
 
-    def find(self, which: Ref) -> KubeObject | None:
-        for obj in self.index.objects():
-            if ref(obj) == which:
-                return obj
-        return None
-
     def get(self, kind: str, namespace: str, name: str) -> Any:
-        return self.find(Ref(kind, namespace, name))
+        return self.index.find(Ref(kind, namespace, name))
 
     def of_kind(self, kind: str, namespace: str | None = None) -> list[Any]:
-        return sorted((obj for obj in self.index.objects()
-                       if obj.kind == kind and (namespace is None or obj.metadata.namespace == namespace)),
+        return sorted((obj for obj in self.index.objects() if isinstance(obj, KubeObject)
+                       and obj.kind == kind and (namespace is None or obj.metadata.namespace == namespace)),
                       key=lambda obj: obj.metadata.name or "")
 
     def heartbeat(self, cluster: str, at: datetime) -> None:
@@ -182,23 +170,24 @@ class Harness:
         self.store(parse_object(document))
 
     def apply(self, plan: Plan) -> None:
-        for status_write in plan.statuses:
-            current = self.find(status_write.ref)
-            assert current is not None, status_write.ref
-            document = current.to_api() | {"apiVersion": current.api_version}
-            document["status"] = merge_patch(document.get("status", {}), status_write.status)
-            self.store(_keep_meta(parse_object(document), current))
         for write in plan.objects:
-            current = self.find(write.ref)
-            if write.body is None:
-                assert current is not None, write.ref
-                self.store(current, deleted=True)
-                continue
-            document = dict(write.body)
-            if write.status is not None:
-                document["status"] = write.status
-            self.store(parse_object(document))
+            self.written[write.ref] = {**write.body, "status": write.status} if write.body else None
+        for obj, deleted in self.index.apply(plan, self._stamp):
+            self.reconciler.touched(obj, deleted=deleted)
         self.events.extend(plan.events)
+
+    def copies(self) -> list[str]:
+        """Names of the FederatedEndpointSlice copies in the catalogue."""
+        return sorted(obj.name for obj in self.index.objects() if isinstance(obj, CatalogueCopy))
+
+    def copy(self, name: str) -> FederatedEndpointSlice | None:
+        """A copy in the catalogue, as the hub last wrote it (the index keeps only a digest of it)."""
+        if self.index.find(Ref("FederatedEndpointSlice", CATALOGUE, name)) is None:
+            return None
+        found = parse_object({k: v for k, v in (self.written[Ref("FederatedEndpointSlice", CATALOGUE, name)] or {})
+                              .items() if k != "status"})
+        assert isinstance(found, FederatedEndpointSlice)
+        return found
 
     def reconcile(self, advance: timedelta = timedelta(0)) -> Plan:
         self.now += advance
@@ -216,11 +205,6 @@ class Harness:
 
     def events_about(self, name: str) -> list[EventWrite]:
         return [event for event in self.events if event.ref.name == name]
-
-
-def _keep_meta(obj: KubeObject, current: KubeObject) -> KubeObject:
-    obj.metadata = current.metadata.model_copy()
-    return obj
 
 
 def conditions(obj: Any) -> dict[str, tuple[str, str]]:

@@ -61,9 +61,8 @@ def test_exports_merge_into_one_federated_service_with_a_clusterset_ip() -> None
 
 def test_the_catalogue_holds_a_copy_of_every_live_members_slices() -> None:
     hub = two_members_exporting_web()
-    copies = hub.of_kind("FederatedEndpointSlice", CATALOGUE)
-    assert [c.metadata.name for c in copies] == ["member-1.default.web-1", "member-2.default.web-1"]
-    copy = copies[1]
+    assert hub.copies() == ["member-1.default.web-1", "member-2.default.web-1"]
+    copy = hub.copy("member-2.default.web-1")
     assert isinstance(copy, FederatedEndpointSlice)
     assert copy.metadata.labels == {
         "balancing.elf.io/source-cluster": "member-2", "balancing.elf.io/service-namespace": "default",
@@ -97,7 +96,8 @@ def test_copies_carry_the_members_change_time_and_the_hubs_sync_time() -> None:
     hub.add(endpoints_slice("member-1", "web", "10.101.9.9", changed_at=changed))
     (write,) = hub.reconcile().objects
     assert isinstance(write, ObjectWrite) and write.changed_at == changed
-    copy = hub.get("FederatedEndpointSlice", CATALOGUE, "member-1.default.web-1")
+    copy = hub.copy("member-1.default.web-1")
+    assert copy is not None
     assert copy.metadata.annotations == {"balancing.elf.io/changed-at": "2026-01-01T00:00:03.250000Z",
                                          "balancing.elf.io/synced-at": "2026-01-01T00:00:00.000000Z"}
 
@@ -110,7 +110,7 @@ def test_a_silent_member_expires_on_time_and_returns_without_a_new_address() -> 
     hub.settle(timedelta(seconds=10))  # now T0+40s: member-2 is silent for its whole timeout
     silent = hub.get("MemberCluster", "member-2", "member-2")
     assert conditions(silent)["Ready"] == ("False", "HeartbeatExpired")
-    assert [c.metadata.name for c in hub.of_kind("FederatedEndpointSlice", CATALOGUE)] == ["member-1.default.web-1"]
+    assert hub.copies() == ["member-1.default.web-1"]
     service = hub.get("FederatedService", CATALOGUE, "default.web")
     assert [c.cluster for c in service.status.clusters] == ["member-1"]
     assert service.spec.ips == ["10.255.0.1"]  # the Service and its address stay (fail-static)
@@ -120,7 +120,7 @@ def test_a_silent_member_expires_on_time_and_returns_without_a_new_address() -> 
 
     hub.heartbeat("member-2", hub.now)
     hub.settle()
-    assert len(hub.of_kind("FederatedEndpointSlice", CATALOGUE)) == 2
+    assert len(hub.copies()) == 2
     assert hub.get("FederatedService", CATALOGUE, "default.web").spec.ips == ["10.255.0.1"]
     assert [e.reason for e in hub.events_about("member-2")] == ["HeartbeatExpired", "Heartbeating"]
 
@@ -134,7 +134,7 @@ def test_the_hub_trusts_the_namespace_not_spec_cluster() -> None:
     assert conditions(stored)["Valid"] == ("False", "ClusterMismatch")
     assert "the hub trusts the namespace" in message(stored, "Valid")
     assert hub.get("FederatedService", CATALOGUE, "default.db") is None
-    assert hub.get("FederatedEndpointSlice", CATALOGUE, "member-2.default.db-1") is None
+    assert hub.copy("member-2.default.db-1") is None
     assert {e.reason for e in hub.events if e.ref.namespace == "member-1"} == {"ClusterMismatch"}
 
 
@@ -163,7 +163,7 @@ def test_a_pod_cidr_overlap_refuses_the_newer_member_and_tells_both() -> None:
     assert {e.reason for e in hub.events_about("member-3")} == {"PodCIDROverlap"}
     assert conditions(hub.get("ExportedService", "member-3", "member-3.default.web"))["Ready"] == (
         "False", "PodCIDROverlap")
-    assert hub.get("FederatedEndpointSlice", CATALOGUE, "member-3.default.web-1") is None
+    assert hub.copy("member-3.default.web-1") is None
     service = hub.get("FederatedService", CATALOGUE, "default.web")
     assert [c.cluster for c in service.status.clusters] == ["member-1", "member-2"]
 
@@ -187,12 +187,12 @@ def test_unexporting_removes_copies_and_the_last_export_removes_the_service() ->
     hub = two_members_exporting_web()
     hub.delete(hub.get("ExportedService", "member-2", "member-2.default.web"))
     hub.settle()
-    assert [c.metadata.name for c in hub.of_kind("FederatedEndpointSlice", CATALOGUE)] == ["member-1.default.web-1"]
+    assert hub.copies() == ["member-1.default.web-1"]
     assert [(p.port, p.name) for p in hub.get("FederatedService", CATALOGUE, "default.web").spec.ports] == [
         (80, "http")]
     hub.delete(hub.get("ExportedService", "member-1", "member-1.default.web"))
     hub.settle()
-    assert hub.of_kind("FederatedEndpointSlice", CATALOGUE) == []
+    assert hub.copies() == []
     assert hub.of_kind("FederatedService", CATALOGUE) == []
 
 
@@ -222,8 +222,8 @@ def test_policy_slices_are_copied_for_live_members() -> None:
     hub = two_members_exporting_web()
     hub.add(endpoints_slice("member-2", policy="test-service-hostport"))
     hub.settle()
-    copy = hub.get("FederatedEndpointSlice", CATALOGUE, "member-2.default.test-service-hostport-1")
-    assert copy.metadata.labels["balancing.elf.io/policy-name"] == "test-service-hostport"
+    copy = hub.copy("member-2.default.test-service-hostport-1")
+    assert copy is not None and (copy.metadata.labels or {})["balancing.elf.io/policy-name"] == "test-service-hostport"
 
 
 # --- the mesh -------------------------------------------------------------------------------------------
