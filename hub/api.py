@@ -267,13 +267,14 @@ class Operator:
 
     async def _on_event(self, type: str | None, body: Mapping[str, Any], **kwargs: Any) -> None:
         self._open_gate(kwargs)
-        if type is None:  # the initial listing: the first plan reconciles everything anyway
-            return
+        assert self.reconciler is not None
+        if type is None and not self.reconciler.started:
+            return  # the initial listing: the first plan reconciles everything anyway
+        # (later, a listing is news: a namespace that appeared, or a watch that was listed again)
         try:
             obj = parse_object(dict(body))
         except InvalidObjectError:
             return  # logged by the indexer
-        assert self.reconciler is not None
         self.reconciler.touched(obj, deleted=type == "DELETED")
         if self.wake is not None:
             self.wake.set()

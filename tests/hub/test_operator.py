@@ -180,3 +180,20 @@ def test_a_killed_operator_restarts_without_rewriting_anything(running_hub: HubP
         name: s["spec"]["ips"] for name, s in settled.items()}
     assert {name: s["metadata"]["resourceVersion"] for name, s in after.items()} == versions
     assert hub.list_objects("fes", hub.catalogue)[0]["metadata"]["resourceVersion"] == copy_version
+
+
+def test_a_member_namespace_created_after_the_start_is_reconciled_at_once(running_hub: HubProcess) -> None:
+    """Objects of a namespace that appears later arrive as a listing, not as changes: still news."""
+    hub = running_hub
+    late = hub.member(4)
+    hub.api.kubectl("create", "namespace", late)
+    try:
+        started = time.monotonic()
+        register(hub, 4, "10.104.0.0/16")
+        export(hub, late)
+        endpoints(hub, late, "10.104.1.5")
+        eventually(lambda: copies(hub), lambda names: names == [f"{late}.default.web-1"], timeout=10,
+                   what="the late member's copy")
+        assert time.monotonic() - started < 10  # not the periodic resync (300 s)
+    finally:
+        hub.api.kubectl("delete", "namespace", late, "--wait=false", check=False)
