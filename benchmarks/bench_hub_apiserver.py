@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20, help="endpoint changes timed per step")
     parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds to converge before stopping")
     parser.add_argument("--log", default="/tmp/bench-hub-operator.log")
+    parser.add_argument("--pids", default="", help="other processes to report, e.g. apiserver=123,etcd=456")
     args = parser.parse_args()
     kubeconfig = args.kubeconfig
     if kubeconfig is None:
@@ -214,10 +215,12 @@ def main() -> None:
           f"operator pid {run.operator.pid}; {os.cpu_count()} CPUs")
     print(f"{'members':>7} {'objects':>8} {'write/s':>8} {'converge s':>10} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'op CPU s':>8} {'op RSS MiB':>10} {'free MiB':>9} {'beat s':>6}")
+    others = {name: int(pid) for name, _, pid in (item.partition("=") for item in args.pids.split(",") if item)}
     rows: list[dict[str, float]] = []
     try:
         for target in (int(step) for step in args.steps.split(",")):
             cpu_before, _rss = proc_stat(run.operator.pid)
+            others_before = {name: proc_stat(pid)[0] for name, pid in others.items()}
             started = time.monotonic()
             list(run.pool.map(run.add_member, range(len(run.members), target)))
             written = time.monotonic() - started
@@ -236,10 +239,15 @@ def main() -> None:
                    "p50_ms": statistics.median(probes) * 1000, "p99_ms": probes[int(0.99 * (len(probes) - 1))] * 1000,
                    "operator_cpu_s": cpu_after - cpu_before, "operator_rss_mib": rss, "free_mib": free_mib(),
                    "heartbeat_round_s": run.heartbeat_lag}
+            for name, pid in others.items():
+                cpu, other_rss = proc_stat(pid)
+                row[f"{name}_cpu_s"], row[f"{name}_rss_mib"] = cpu - others_before[name], other_rss
             rows.append(row)
             print(f"{target:>7} {objects:>8} {row['writes_per_s']:>8.0f} {converged:>10.1f} {row['p50_ms']:>7.0f} "
                   f"{row['p99_ms']:>7.0f} {row['operator_cpu_s']:>8.1f} {rss:>10.0f} {row['free_mib']:>9.0f} "
-                  f"{run.heartbeat_lag:>6.1f}", flush=True)
+                  f"{run.heartbeat_lag:>6.1f}" + "".join(f"  {name}: {row[name + '_cpu_s']:.0f} s CPU, "
+                                                          f"{row[name + '_rss_mib']:.0f} MiB" for name in others),
+                  flush=True)
     finally:
         print(json.dumps(rows))
         run.cleanup()

@@ -21,6 +21,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field
 
 from crds._base import (
+    AGE_COLUMN,
     LABEL_KEY_MESSAGE,
     LABEL_MAP_RULE,
     MAX_PORTS,
@@ -32,6 +33,7 @@ from crds._base import (
     LabelMap,
     PortName,
     PrinterColumn,
+    condition_column,
     is_label_key,
     list_map,
     rule,
@@ -56,18 +58,6 @@ CLUSTER_ID_KEP = "https://github.com/kubernetes/enhancements/tree/master/keps/si
 MAX_EXPORTED_METADATA = 64  # as a label selector's matchLabels
 MAX_IMPORT_CLUSTERS = 1024
 ATOMIC_LIST = {"x-kubernetes-list-type": "atomic"}
-
-
-def _age() -> PrinterColumn:
-    return PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
-
-
-def _condition_column(condition: str) -> PrinterColumn:
-    return PrinterColumn(
-        name=condition,
-        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
-        description=f"Status of the {condition} condition",
-    )
 
 
 class McsObject(KubeObject):
@@ -121,10 +111,10 @@ class ServiceExport(McsObject):
     plural: ClassVar[str] = "serviceexports"
     short_names: ClassVar[tuple[str, ...]] = ("svcex", "svcexport")
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
-        _condition_column("Valid"),
-        _condition_column("Ready"),
-        _condition_column("Conflict"),
-        _age(),
+        condition_column("Valid"),
+        condition_column("Ready"),
+        condition_column("Conflict"),
+        AGE_COLUMN,
     )
 
     kind: Literal["ServiceExport"] = "ServiceExport"
@@ -220,7 +210,7 @@ class ServiceImport(McsObject):
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Type", json_path=".spec.type", description="ClusterSetIP or Headless"),
         PrinterColumn(name="IP", json_path=".spec.ips[0]", description="Clusterset IP"),
-        _age(),
+        AGE_COLUMN,
     )
 
     kind: Literal["ServiceImport"] = "ServiceImport"
@@ -247,7 +237,7 @@ class ClusterProperty(KubeObject):
     scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Cluster"
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Value", json_path=".spec.value", description="Value of the property"),
-        _age(),
+        AGE_COLUMN,
     )
 
     api_version: str = f"{ABOUT_GROUP}/v1alpha1"
