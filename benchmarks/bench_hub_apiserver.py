@@ -17,7 +17,9 @@ It stops at the last step or when a step does not converge within `--step-timeou
 
     python -m benchmarks.bench_hub_apiserver --kubeconfig HUB [--steps 50,100,200,400] [--services 10]
 
-Default kubeconfig: the lab's hub. Runs its own operator; needs the CRDs installed.
+Default kubeconfig: the lab's hub. Runs its own operator, confined to the run's namespaces (kopf then
+opens one watch per kind and namespace); `--cluster-wide` runs it as in production (one watch per
+kind), for an apiserver with no other hub. Needs the CRDs installed.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def free_mib() -> float:
 
 
 class Run:
-    def __init__(self, kubeconfig: str, services: int, endpoints: int) -> None:
+    def __init__(self, kubeconfig: str, services: int, endpoints: int, cluster_wide: bool) -> None:
         self.kubeconfig = kubeconfig
+        self.cluster_wide = cluster_wide
         self.services, self.endpoints = services, endpoints
         self.prefix = f"bfb-{uuid.uuid4().hex[:4]}"
         self.catalogue = f"{self.prefix}-cat"
@@ -78,6 +81,7 @@ class Run:
         self.core: Any = client.CoreV1Api(self.api)
         self.custom: Any = client.CustomObjectsApi(self.api)
         self.pool = concurrent.futures.ThreadPoolExecutor(24)
+        self.beats = concurrent.futures.ThreadPoolExecutor(8)  # heartbeats never wait behind new members' writes
         self.members: list[str] = []
         self.stop = threading.Event()
         self.heartbeat_lag = 0.0
@@ -89,7 +93,9 @@ class Run:
     def start_operator(self, log: Path) -> None:
         self.core.create_namespace({"metadata": {"name": self.catalogue, "labels": {"bench": self.prefix}}})
         env = {**os.environ, "PYTHONPATH": str(REPO), "BALANCING_CATALOGUE_NAMESPACE": self.catalogue,
-               "BALANCING_WATCH_NAMESPACES": f"{self.prefix}-*", "BALANCING_METRICS_ADDRESS": f"127.0.0.1:{self.port}"}
+               "BALANCING_METRICS_ADDRESS": f"127.0.0.1:{self.port}"}
+        if not self.cluster_wide:  # kopf then watches each namespace on its own: a watch per kind and namespace
+            env["BALANCING_WATCH_NAMESPACES"] = f"{self.prefix}-*"
         with log.open("ab") as out:
             self.operator = subprocess.Popen([sys.executable, "-m", "balancing", "hub", "run", "--kubeconfig",
                                               self.kubeconfig], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -138,7 +144,7 @@ class Run:
         """Every member heartbeats every 10 s, as a member controller would."""
         while not self.stop.wait(0):
             started = time.monotonic()
-            list(self.pool.map(self.beat, list(self.members)))
+            list(self.beats.map(self.beat, list(self.members)))
             self.heartbeat_lag = time.monotonic() - started
             self.stop.wait(max(0.0, 10.0 - self.heartbeat_lag))
 
@@ -200,18 +206,22 @@ def main() -> None:
     parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds to converge before stopping")
     parser.add_argument("--log", default="/tmp/bench-hub-operator.log")
     parser.add_argument("--pids", default="", help="other processes to report, e.g. apiserver=123,etcd=456")
+    parser.add_argument("--cluster-wide", action="store_true",
+                        help="run the operator as in production, watching the whole cluster (only on an apiserver "
+                             "with no other hub: by default it is confined to this run's namespaces)")
     args = parser.parse_args()
     kubeconfig = args.kubeconfig
     if kubeconfig is None:
         from lab import federation
 
         kubeconfig = str(federation.kubeconfig("hub"))
-    run = Run(kubeconfig, args.services, args.endpoints)
+    run = Run(kubeconfig, args.services, args.endpoints, args.cluster_wide)
     run.start_operator(Path(args.log))
     assert run.operator is not None
     beater = threading.Thread(target=run.heartbeats, daemon=True)
     beater.start()
     print(f"{run.prefix}: {args.services} Services x {args.endpoints} endpoints per member; "
+          f"{'cluster-wide' if args.cluster_wide else 'namespace-confined'} operator; "
           f"operator pid {run.operator.pid}; {os.cpu_count()} CPUs")
     print(f"{'members':>7} {'objects':>8} {'write/s':>8} {'converge s':>10} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'op CPU s':>8} {'op RSS MiB':>10} {'free MiB':>9} {'beat s':>6}")
