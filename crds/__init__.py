@@ -1,4 +1,5 @@
-"""API types of balancing.elf.io/v1beta1 (pydantic) and the CRD YAML generated from them.
+"""API types of balancing.elf.io/v1beta1 and of the MCS kinds members serve (pydantic), and the CRD
+YAML generated from them.
 
 The models are the source of truth: `python -m crds.generate` writes crds/*.yaml from them, and the
 hub and member parse API objects with them (`parse_object`, `parse_yaml`). docs/api.md describes
@@ -16,12 +17,28 @@ from crds._base import (
     ObjectMeta,
     find_condition,
 )
-from crds._registry import ALL_KINDS, KINDS_BY_NAME, InvalidObjectError, field_path, parse_object, parse_yaml
+from crds._registry import (
+    ALL_KINDS,
+    API_VERSIONS,
+    BALANCING_KINDS,
+    KINDS_BY_NAME,
+    MCS_KINDS,
+    InvalidObjectError,
+    field_path,
+    parse_object,
+    parse_yaml,
+)
 from crds.federation import (
+    CATALOGUE_LABEL,
+    CHANGED_AT_ANNOTATION,
+    DEFAULT_CATALOGUE_NAMESPACE,
+    MEMBER_CLUSTER_LABEL,
     POLICY_NAME_LABEL,
     SERVICE_NAME_LABEL,
     SERVICE_NAMESPACE_LABEL,
     SOURCE_CLUSTER_LABEL,
+    SYNCED_AT_ANNOTATION,
+    ExportedService,
     FederatedEndpoint,
     FederatedEndpointSlice,
     FederatedService,
@@ -29,10 +46,21 @@ from crds.federation import (
     LoadBalancerPort,
     MemberCluster,
     NodeTunnelEndpoint,
-    ServiceExport,
     ServicePort,
     TCPLoadBalancer,
     TunnelPeer,
+    format_stamp,
+    parse_stamp,
+)
+from crds.mcs import (
+    AFFINITY_ANNOTATION,
+    CLUSTER_ID_PROPERTY,
+    CLUSTERSET_ID_PROPERTY,
+    MCS_SERVICE_NAME_LABEL,
+    MCS_SOURCE_CLUSTER_LABEL,
+    ClusterProperty,
+    ServiceExport,
+    ServiceImport,
 )
 from crds.nodes import BalancingNode, PolicyOnNode
 from crds.policies import (
@@ -47,20 +75,35 @@ from crds.policies import (
 )
 
 __all__ = [
+    "AFFINITY_ANNOTATION",
     "ALL_KINDS",
     "API_VERSION",
+    "API_VERSIONS",
+    "BALANCING_KINDS",
+    "CATALOGUE_LABEL",
+    "CHANGED_AT_ANNOTATION",
+    "CLUSTERSET_ID_PROPERTY",
+    "CLUSTER_ID_PROPERTY",
+    "DEFAULT_CATALOGUE_NAMESPACE",
     "GROUP",
     "KINDS_BY_NAME",
+    "MCS_KINDS",
+    "MCS_SERVICE_NAME_LABEL",
+    "MCS_SOURCE_CLUSTER_LABEL",
+    "MEMBER_CLUSTER_LABEL",
     "NODE_PROXY_IPV4_ANNOTATION",
     "POLICY_NAME_LABEL",
     "SERVICE_ID_ANNOTATION",
     "SERVICE_NAMESPACE_LABEL",
     "SERVICE_NAME_LABEL",
     "SOURCE_CLUSTER_LABEL",
+    "SYNCED_AT_ANNOTATION",
     "VERSION",
     "BalancingNode",
     "BalancingPolicy",
+    "ClusterProperty",
     "Condition",
+    "ExportedService",
     "FederatedEndpoint",
     "FederatedEndpointSlice",
     "FederatedService",
@@ -78,13 +121,16 @@ __all__ = [
     "PortInfo",
     "PortPairingError",
     "ServiceExport",
+    "ServiceImport",
     "ServicePort",
     "TCPLoadBalancer",
     "TunnelPeer",
     "field_path",
     "find_condition",
+    "format_stamp",
     "pair_ports",
     "pair_service_ports",
     "parse_object",
+    "parse_stamp",
     "parse_yaml",
 ]

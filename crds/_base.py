@@ -13,7 +13,16 @@ from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.config import ExtraValues
 
@@ -374,17 +383,18 @@ LABEL_MAP_RULE = rule(
 )
 
 
+# A map of labels (keys and values checked as Kubernetes does).
+LabelMap = Annotated[
+    dict[str, LabelValue],
+    Field(max_length=MAX_SELECTOR_LABELS, json_schema_extra=validations(LABEL_MAP_RULE)),
+    AfterValidator(_check_label_map),
+]
+
+
 class LabelSelector(ApiModel):
     """A Kubernetes label selector: matchLabels and matchExpressions, ANDed."""
 
-    match_labels: (
-        Annotated[
-            dict[str, LabelValue],
-            Field(max_length=MAX_SELECTOR_LABELS, json_schema_extra=validations(LABEL_MAP_RULE)),
-            AfterValidator(_check_label_map),
-        ]
-        | None
-    ) = None
+    match_labels: LabelMap | None = None
     match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=MAX_SELECTOR_TERMS)] | None = None
 
     @model_validator(mode="before")
@@ -596,12 +606,31 @@ class PrinterColumn(BaseModel):
     priority: int = 0
 
 
+def condition_column(condition: str = "Ready", priority: int = 0) -> PrinterColumn:
+    """A printer column with the status of one condition (Ready, Valid, Conflict...)."""
+    return PrinterColumn(
+        name=condition,
+        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
+        description=f"Status of the {condition} condition",
+        priority=priority,
+    )
+
+
+AGE_COLUMN = PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
+
+
 class KubeObject(ApiModel):
-    """A top-level object of group balancing.elf.io. Subclasses declare spec/status and CRD metadata."""
+    """A top-level API object. Subclasses declare spec/status and CRD metadata.
+
+    Our kinds are balancing.elf.io/v1beta1; the MCS kinds (crds.mcs) set `group` and `versions`.
+    Every version a kind serves has the same schema (conversion None); the first is stored.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     # CRD metadata, read by the generator.
+    group: ClassVar[str] = GROUP
+    versions: ClassVar[tuple[str, ...]] = (VERSION,)
     kind_name: ClassVar[str]
     plural: ClassVar[str]
     scope: ClassVar[Literal["Cluster", "Namespaced"]]
@@ -610,10 +639,23 @@ class KubeObject(ApiModel):
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = ()
     root_rules: ClassVar[tuple[CelRule, ...]] = ()  # CEL rules on the whole object (see metadata.name)
     name_max_length: ClassVar[int | None] = None
+    spec_required: ClassVar[bool] = True
+    crd_annotations: ClassVar[tuple[tuple[str, str], ...]] = ()  # metadata.annotations of the CRD
 
-    api_version: Literal["balancing.elf.io/v1beta1"] = "balancing.elf.io/v1beta1"
+    api_version: str = API_VERSION
     kind: str
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @field_validator("api_version")
+    @classmethod
+    def _served_version(cls, value: str) -> str:
+        if value not in cls.api_versions():
+            raise ValueError(f"must be {' or '.join(cls.api_versions())}, not {value!r}")
+        return value
+
+    @classmethod
+    def api_versions(cls) -> tuple[str, ...]:
+        return tuple(f"{cls.group}/{version}" for version in cls.versions)
 
     @classmethod
     def singular(cls) -> str:
@@ -621,4 +663,4 @@ class KubeObject(ApiModel):
 
     @classmethod
     def crd_name(cls) -> str:
-        return f"{cls.plural}.{GROUP}"
+        return f"{cls.plural}.{cls.group}"

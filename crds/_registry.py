@@ -8,31 +8,37 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crds._base import API_VERSION, KubeObject
+from crds._base import KubeObject
 from crds._yaml import KubectlYamlError, load_documents
 from crds.federation import (
+    ExportedService,
     FederatedEndpointSlice,
     FederatedService,
     MemberCluster,
     NodeTunnelEndpoint,
-    ServiceExport,
     TCPLoadBalancer,
 )
+from crds.mcs import ClusterProperty, ServiceExport, ServiceImport
 from crds.nodes import BalancingNode
 from crds.policies import BalancingPolicy, LocalRedirectPolicy
 
-ALL_KINDS: tuple[type[KubeObject], ...] = (
+# balancing.elf.io/v1beta1: the policies and the federation's hub-side records.
+BALANCING_KINDS: tuple[type[KubeObject], ...] = (
     BalancingPolicy,
     LocalRedirectPolicy,
     MemberCluster,
-    ServiceExport,
+    ExportedService,
     FederatedService,
     FederatedEndpointSlice,
     TCPLoadBalancer,
     NodeTunnelEndpoint,
     BalancingNode,
 )
+# The standard multi-cluster kinds members serve (crds.mcs).
+MCS_KINDS: tuple[type[KubeObject], ...] = (ServiceExport, ServiceImport, ClusterProperty)
+ALL_KINDS: tuple[type[KubeObject], ...] = BALANCING_KINDS + MCS_KINDS
 KINDS_BY_NAME: dict[str, type[KubeObject]] = {kind.kind_name: kind for kind in ALL_KINDS}
+API_VERSIONS: tuple[str, ...] = tuple(dict.fromkeys(version for kind in ALL_KINDS for version in kind.api_versions()))
 
 
 class InvalidObjectError(ValueError):
@@ -95,12 +101,15 @@ def parse_object(document: Any) -> KubeObject:
         raise InvalidObjectError("object", [problem])
     what = _describe(document)
     api_version = document.get("apiVersion")
-    if api_version != API_VERSION:
-        raise InvalidObjectError(what, [f"apiVersion: must be {API_VERSION}, not {api_version!r}"])
     kind_name = document.get("kind")
     kind = KINDS_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None and api_version not in API_VERSIONS:
+        raise InvalidObjectError(what, [f"apiVersion: must be one of {', '.join(API_VERSIONS)}, not {api_version!r}"])
     if kind is None:
         raise InvalidObjectError(what, [f"kind: must be one of {', '.join(KINDS_BY_NAME)}, not {kind_name!r}"])
+    if api_version not in kind.api_versions():
+        expected = " or ".join(kind.api_versions())
+        raise InvalidObjectError(what, [f"apiVersion: must be {expected}, not {api_version!r}"])
     try:
         return kind.model_validate(dict(document))
     except ValidationError as error:

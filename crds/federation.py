@@ -1,22 +1,25 @@
 """Federation kinds: the hub-side contract between member clusters and the hub (all namespaced).
 
 Who writes what (see docs/api.md for the full picture):
-- a member writes its MemberCluster heartbeat, its ServiceExports, FederatedEndpointSlices,
-  TCPLoadBalancers and one NodeTunnelEndpoint spec per node;
-- the hub writes every status, the FederatedService aggregates and, in NodeTunnelEndpoint status,
-  the allocated proxy IPv4 and the peer set.
-No kind carries a private key: WireGuard private keys never leave their node.
+- a member writes, in its own hub namespace, its MemberCluster heartbeat, its ExportedServices,
+  FederatedEndpointSlices, TCPLoadBalancers and one NodeTunnelEndpoint spec per node;
+- the hub writes every verdict (status) and, in the catalogue namespace, the FederatedServices and
+  the FederatedEndpointSlice copies; in NodeTunnelEndpoint status, the proxy IPv4 and the peer set.
+No kind carries a private key: WireGuard private keys never leave their node. No kind is named like
+an MCS kind (crds.mcs), so both sets install on one cluster (a hub that is also a member).
 """
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
-from typing import Annotated, ClassVar, Literal
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from crds._base import (
+    AGE_COLUMN,
     DNS_LABEL_PATTERN,
     LIST_SET,
     MAX_PORTS,
@@ -36,6 +39,7 @@ from crds._base import (
     Timestamp,
     cel_quote,
     check_ipv4,
+    condition_column,
     find_condition,
     full_match,
     list_map,
@@ -48,6 +52,15 @@ SOURCE_CLUSTER_LABEL = "balancing.elf.io/source-cluster"
 SERVICE_NAME_LABEL = "balancing.elf.io/service-name"
 SERVICE_NAMESPACE_LABEL = "balancing.elf.io/service-namespace"
 POLICY_NAME_LABEL = "balancing.elf.io/policy-name"
+# Propagation stamps (RFC 3339 with microseconds, `format_stamp`): the member sets CHANGED_AT on an
+# ExportedService or FederatedEndpointSlice when the change it carries happened in its cluster; the
+# hub keeps it on its catalogue copy and adds SYNCED_AT, when it wrote the copy.
+CHANGED_AT_ANNOTATION = "balancing.elf.io/changed-at"
+SYNCED_AT_ANNOTATION = "balancing.elf.io/synced-at"
+# Hub namespaces: a member's is labelled with its name; the catalogue is labelled "true".
+MEMBER_CLUSTER_LABEL = "balancing.elf.io/member-cluster"
+CATALOGUE_LABEL = "balancing.elf.io/catalogue"
+DEFAULT_CATALOGUE_NAMESPACE = "balancing-federation"
 
 FEDERATION_CATEGORIES = ("balancing", "balancing-federation")
 MAX_ENDPOINTS = 1000  # as EndpointSlice
@@ -59,16 +72,6 @@ ClusterName = Annotated[DnsLabel, Field(description="Name of a member cluster (a
 PortNumberInt = Annotated[Int, Field(ge=1, le=65535)]
 
 
-def _ready_column(condition: str = "Ready", priority: int = 0) -> PrinterColumn:
-    return PrinterColumn(
-        name=condition,
-        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
-        description=f"Status of the {condition} condition",
-        priority=priority,
-    )
-
-
-AGE_COLUMN = PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
 
 
 # In CEL, `namespace` is a reserved word: the apiserver exposes a field of that name as `__namespace__`.
@@ -88,6 +91,22 @@ def _name_rule(expected: str, example: str) -> tuple[dict[str, str], ...]:
 def _check_name(actual: str | None, expected: str, example: str) -> None:
     if actual is not None and actual != expected:
         raise ValueError(f'metadata.name must be {example}, that is "{expected}", not "{actual}"')
+
+
+def format_stamp(moment: datetime) -> str:
+    """A propagation stamp: RFC 3339 in UTC with microseconds, e.g. 2026-01-01T00:00:00.250000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(text: str | None) -> datetime | None:
+    """The time in a propagation stamp, or None when it is missing or unreadable (a stamp is advisory)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 # --- MemberCluster -------------------------------------------------------------------------------------
@@ -134,10 +153,20 @@ class MemberClusterStatus(ApiModel):
     )
     node_count: Annotated[Int, Field(ge=0)] | None = None
     exported_services: Annotated[Int, Field(ge=0)] | None = None
+    cluster_id: DnsLabel | None = Field(
+        default=None,
+        alias="clusterID",
+        description=(
+            "The cluster's id in the clusterset, written by the hub (ClusterProperty cluster.clusterset.k8s.io)."
+        ),
+    )
     observed_generation: ObservedGeneration | None = None
     conditions: Conditions | None = Field(
         default=None,
-        description="Ready: heartbeats are fresh. Valid: the registration is consistent (no pod CIDR overlap).",
+        description=(
+            "Written by the hub. Ready: heartbeats are fresh (False/HeartbeatExpired after the timeout)."
+            " Valid: the registration is consistent (False/ClusterMismatch, False/PodCIDROverlap)."
+        ),
     )
 
 
@@ -161,7 +190,7 @@ class MemberCluster(KubeObject):
         ),
     )
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
-        _ready_column(),
+        condition_column(),
         PrinterColumn(
             name="Heartbeat", json_path=".status.lastHeartbeatTime", type="date", description="Last heartbeat"
         ),
@@ -191,7 +220,7 @@ class MemberCluster(KubeObject):
         return now - self.status.last_heartbeat_time < timeout
 
 
-# --- services: ServiceExport (per cluster) and FederatedService (aggregate) ------------------------------
+# --- services: ExportedService (per cluster) and FederatedService (aggregate) ----------------------------
 
 
 def _check_service_ports(ports: list[ServicePort]) -> list[ServicePort]:
@@ -231,6 +260,7 @@ ServicePorts = Annotated[
 ]
 ServiceType = Literal["ClusterSetIP", "Headless"]
 SessionAffinity = Literal["None", "ClientIP"]
+InternalTrafficPolicy = Literal["Cluster", "Local"]
 ClusterAffinity = Literal["none", "local", "remote"]
 
 
@@ -253,6 +283,9 @@ class ServiceProperties(ApiModel):
     ports: ServicePorts
     session_affinity: SessionAffinity = Field(default="None", description="None or ClientIP, from the Service.")
     session_affinity_timeout_seconds: Annotated[Int, Field(ge=1, le=86400)] | None = None
+    internal_traffic_policy: InternalTrafficPolicy = Field(
+        default="Cluster", description="Cluster, or Local: only endpoints on the client's node (from the Service)."
+    )
     affinity: ClusterAffinity = Field(
         default="none",
         description="Cluster affinity: local prefers this cluster's backends, remote prefers other clusters'.",
@@ -265,27 +298,37 @@ class ServiceProperties(ApiModel):
         return self
 
 
-class ServiceExportSpec(ServiceProperties):
-    """A Service that a member cluster exports to the federation (in the spirit of MCS ServiceExport)."""
+class ExportedServiceSpec(ServiceProperties):
+    """A Service that a member cluster exports to the federation: its MCS ServiceExport, as the member's
+    controller publishes it on the hub."""
 
     cluster: ClusterName
+    exported_at: Timestamp | None = Field(
+        default=None,
+        description=(
+            "creationTimestamp of the member's MCS ServiceExport: the oldest export wins conflicts."
+            " When unset, this object's own creationTimestamp counts."
+        ),
+    )
 
 
 class ExportStatus(ApiModel):
-    """Valid: the export is well-formed and its Service exists. Conflict: its properties disagree with
-    older exports of the same Service (the oldest export wins; ports are merged as a union)."""
+    """Written by the hub. Valid: the export is accepted (False/ClusterMismatch when spec.cluster is not
+    the namespace's cluster). Conflict: its properties disagree with the oldest export of the same
+    Service (MCS reasons; the oldest export wins, ports are merged as a union). Ready: merged into the
+    catalogue (False/HeartbeatExpired while the member is silent)."""
 
     observed_generation: ObservedGeneration | None = None
     conditions: Conditions | None = None
 
 
-class ServiceExport(KubeObject):
+class ExportedService(KubeObject):
     """A member's exported Service. metadata.name is CLUSTER.NAMESPACE.SERVICE."""
 
-    kind_name: ClassVar[str] = "ServiceExport"
-    plural: ClassVar[str] = "serviceexports"
+    kind_name: ClassVar[str] = "ExportedService"
+    plural: ClassVar[str] = "exportedservices"
     scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
-    short_names: ClassVar[tuple[str, ...]] = ("bsvcex",)
+    short_names: ClassVar[tuple[str, ...]] = ("expsvc",)
     categories: ClassVar[tuple[str, ...]] = FEDERATION_CATEGORIES
     root_rules: ClassVar[tuple[dict[str, str], ...]] = _name_rule(
         "self.spec.cluster + '.' + self.spec.__namespace__ + '.' + self.spec.serviceName",
@@ -295,13 +338,14 @@ class ServiceExport(KubeObject):
         PrinterColumn(name="Cluster", json_path=".spec.cluster", description="Source cluster"),
         PrinterColumn(name="Svc-Namespace", json_path=".spec.namespace", description="Service namespace"),
         PrinterColumn(name="Service", json_path=".spec.serviceName", description="Service name"),
-        _ready_column("Valid"),
-        _ready_column("Conflict"),
+        condition_column("Valid"),
+        condition_column("Conflict"),
+        condition_column(),
         AGE_COLUMN,
     )
 
-    kind: Literal["ServiceExport"] = "ServiceExport"
-    spec: ServiceExportSpec
+    kind: Literal["ExportedService"] = "ExportedService"
+    spec: ExportedServiceSpec
     status: ExportStatus | None = None
 
     @staticmethod
@@ -309,7 +353,7 @@ class ServiceExport(KubeObject):
         return f"{cluster}.{namespace}.{service}"
 
     @model_validator(mode="after")
-    def _name(self) -> ServiceExport:
+    def _name(self) -> ExportedService:
         spec = self.spec
         expected = self.object_name(spec.cluster, spec.namespace, spec.service_name)
         _check_name(self.metadata.name, expected, "CLUSTER.NAMESPACE.SERVICE")
@@ -338,7 +382,13 @@ class FederatedServiceStatus(ApiModel):
         ]
         | None
     ) = Field(default=None, description="Clusters whose export is merged into this service.")
-    conditions: Conditions | None = Field(default=None, description="Ready: the VIP is allocated and pushed.")
+    conditions: Conditions | None = Field(
+        default=None,
+        description=(
+            "Ready: a live cluster exports it and (ClusterSetIP) its address is allocated"
+            " (False/NoLiveClusters, False/IPPoolExhausted)."
+        ),
+    )
 
 
 class FederatedService(KubeObject):
@@ -357,7 +407,7 @@ class FederatedService(KubeObject):
         PrinterColumn(name="Service", json_path=".spec.serviceName", description="Service name"),
         PrinterColumn(name="Type", json_path=".spec.type", description="ClusterSetIP or Headless"),
         PrinterColumn(name="IP", json_path=".spec.ips[0]", description="Federation VIP"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
     )
 
@@ -464,13 +514,26 @@ class FederatedEndpointSliceSpec(ApiModel):
 
 
 class FederatedEndpointSlice(KubeObject):
-    """Per-cluster endpoints, labelled with their source cluster (MCS-style imported EndpointSlice)."""
+    """Per-cluster endpoints, labelled with their source cluster (MCS-style imported EndpointSlice).
+
+    metadata.name starts with `CLUSTER.`, so the hub's copies of every member's slices share the
+    catalogue namespace under their own names without two clusters ever colliding.
+    """
 
     kind_name: ClassVar[str] = "FederatedEndpointSlice"
     plural: ClassVar[str] = "federatedendpointslices"
     scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
     short_names: ClassVar[tuple[str, ...]] = ("fes",)
     categories: ClassVar[tuple[str, ...]] = FEDERATION_CATEGORIES
+    root_rules: ClassVar[tuple[dict[str, str], ...]] = (
+        rule(
+            "self.metadata.name.startsWith(self.spec.cluster + '.')",
+            message_expression=(
+                "'must start with CLUSTER., that is \"' + self.spec.cluster + '.\", not \"' + self.metadata.name + '\"'"
+            ),
+            field_path=".metadata.name",
+        ),
+    )
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Cluster", json_path=".spec.cluster", description="Source cluster"),
         PrinterColumn(name="Service", json_path=".spec.service.name", description="Exported Service"),
@@ -480,6 +543,13 @@ class FederatedEndpointSlice(KubeObject):
 
     kind: Literal["FederatedEndpointSlice"] = "FederatedEndpointSlice"
     spec: FederatedEndpointSliceSpec
+
+    @model_validator(mode="after")
+    def _name(self) -> FederatedEndpointSlice:
+        name, prefix = self.metadata.name, f"{self.spec.cluster}."
+        if name is not None and not name.startswith(prefix):
+            raise ValueError(f'metadata.name must start with CLUSTER., that is "{prefix}", not "{name}"')
+        return self
 
 
 # --- TCPLoadBalancer (KubeLB) --------------------------------------------------------------------------
@@ -561,7 +631,7 @@ class TCPLoadBalancer(KubeObject):
         PrinterColumn(name="Cluster", json_path=".spec.cluster", description="User cluster"),
         PrinterColumn(name="Service", json_path=".spec.service.name", description="Service name"),
         PrinterColumn(name="Address", json_path=".status.address", description="Allocated address"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
     )
 
@@ -717,7 +787,7 @@ class NodeTunnelEndpoint(KubeObject):
         PrinterColumn(name="Node", json_path=".spec.node", description="Node name"),
         PrinterColumn(name="Endpoint", json_path=".spec.endpoint", description="Underlay endpoint"),
         PrinterColumn(name="Proxy-IP", json_path=".status.proxyIPv4", description="Allocated proxy IPv4"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
         PrinterColumn(name="Public-Key", json_path=".spec.publicKey", description="WireGuard public key", priority=1),
     )
@@ -729,6 +799,26 @@ class NodeTunnelEndpoint(KubeObject):
     @staticmethod
     def object_name(cluster: str, node: str) -> str:
         return f"{cluster}.{node}"
+
+    @classmethod
+    def for_node(
+        cls,
+        cluster: str,
+        node: str,
+        public_key: str,
+        endpoint: str,
+        pod_cidrs: Sequence[str] = (),
+        proxy_ipv4: str | None = None,
+    ) -> NodeTunnelEndpoint:
+        """A validated object as the member publishes it in its hub namespace (with the hub's proxy IP)."""
+        document: dict[str, Any] = {
+            "metadata": {"name": cls.object_name(cluster, node), "namespace": cluster},
+            "spec": {"cluster": cluster, "node": node, "publicKey": public_key, "endpoint": endpoint,
+                     "podCIDRs": list(pod_cidrs)},
+        }
+        if proxy_ipv4 is not None:
+            document["status"] = {"proxyIPv4": proxy_ipv4}
+        return cls.model_validate(document)
 
     @model_validator(mode="after")
     def _name(self) -> NodeTunnelEndpoint:

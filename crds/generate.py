@@ -1,5 +1,7 @@
 """Write the CRD YAML files of every kind into crds/, generated from the pydantic models.
 
+One file per kind, named GROUP_PLURAL.yaml (balancing.elf.io_*, multicluster.x-k8s.io_*, about.k8s.io_*).
+
 python -m crds.generate            # rewrite crds/*.yaml
 python -m crds.generate --check    # exit 1 and name the stale files if they differ
 """
@@ -13,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from crds._base import GROUP, VERSION, KubeObject
+from crds._base import KubeObject
 from crds._registry import ALL_KINDS
 from crds._schema import Schema, structural_schema
 
@@ -25,7 +27,7 @@ def openapi_schema(kind: type[KubeObject]) -> Schema:
     """The openAPIV3Schema of a kind: its model's structural schema with Kubernetes' envelope."""
     schema = structural_schema(kind)
     properties = dict(schema["properties"])
-    properties["apiVersion"] = {"description": "balancing.elf.io/v1beta1", "type": "string"}
+    properties["apiVersion"] = {"description": " or ".join(kind.api_versions()), "type": "string"}
     properties["kind"] = {"description": kind.kind_name, "type": "string"}
     metadata: Schema = {"type": "object"}
     if kind.root_rules or kind.name_max_length is not None:
@@ -38,8 +40,9 @@ def openapi_schema(kind: type[KubeObject]) -> Schema:
         "properties": {
             key: properties[key] for key in ("apiVersion", "kind", "metadata", "spec", "status") if key in properties
         },
-        "required": ["spec"],
     }
+    if kind.spec_required:
+        root["required"] = ["spec"]
     if kind.root_rules:
         root["x-kubernetes-validations"] = [dict(entry) for entry in kind.root_rules]
     return root
@@ -56,7 +59,7 @@ def crd_document(kind: type[KubeObject]) -> dict[str, Any]:
         names["shortNames"] = list(kind.short_names)
     if kind.categories:
         names["categories"] = list(kind.categories)
-    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    version: dict[str, Any] = {"name": "", "served": True, "storage": False}
     if "status" in kind.model_fields:
         version["subresources"] = {"status": {}}
     columns = []
@@ -70,16 +73,27 @@ def crd_document(kind: type[KubeObject]) -> dict[str, Any]:
     if columns:
         version["additionalPrinterColumns"] = columns
     version["schema"] = {"openAPIV3Schema": openapi_schema(kind)}
+    # Every version serves the same schema, so no conversion is needed; the first one is stored.
+    versions = [{**version, "name": name, "storage": index == 0} for index, name in enumerate(kind.versions)]
+    metadata: dict[str, Any] = {"name": kind.crd_name()}
+    if kind.crd_annotations:
+        metadata["annotations"] = dict(kind.crd_annotations)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": kind.crd_name()},
-        "spec": {"group": GROUP, "names": names, "scope": kind.scope, "versions": [version]},
+        "metadata": metadata,
+        "spec": {"group": kind.group, "names": names, "scope": kind.scope, "versions": versions},
     }
 
 
 def crd_filename(kind: type[KubeObject]) -> str:
-    return f"{GROUP}_{kind.plural}.yaml"
+    return f"{kind.group}_{kind.plural}.yaml"
+
+
+def _generated_files(directory: Path) -> list[Path]:
+    """The files in `directory` that belong to one of our groups (generated ones, and strays)."""
+    groups = {kind.group for kind in ALL_KINDS}
+    return [path for path in directory.glob("*_*.yaml") if path.name.split("_", 1)[0] in groups]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -106,7 +120,7 @@ def stale_files(directory: Path = CRD_DIR) -> list[str]:
         for name, text in expected.items()
         if not (directory / name).is_file() or (directory / name).read_text() != text
     ]
-    strays = [path.name for path in directory.glob(f"{GROUP}_*.yaml") if path.name not in expected]
+    strays = [path.name for path in _generated_files(directory) if path.name not in expected]
     return sorted(stale + strays)
 
 
@@ -118,7 +132,7 @@ def write(directory: Path = CRD_DIR) -> list[str]:
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
             written.append(name)
-    for path in directory.glob(f"{GROUP}_*.yaml"):
+    for path in _generated_files(directory):
         if path.name not in expected:
             path.unlink()
             written.append(path.name)

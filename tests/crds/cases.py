@@ -42,8 +42,10 @@ def _lrp(name: str, *spec: str) -> str:
     return head + _block(*spec)
 
 
-def _namespaced(kind: str, name: str, spec: str, status: str | None = None) -> str:
-    text = f"apiVersion: balancing.elf.io/v1beta1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
+def _namespaced(
+    kind: str, name: str, spec: str, status: str | None = None, api_version: str = "balancing.elf.io/v1beta1"
+) -> str:
+    text = f"apiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
     text += _block(spec)
     if status is not None:
         text += "status:\n" + _block(status)
@@ -696,10 +698,10 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
         python_field="spec",
     ),
     InvalidCase(
-        "service-export-ports-unnamed",
+        "exported-service-ports-unnamed",
         "an export with two unnamed ports",
         _namespaced(
-            "ServiceExport",
+            "ExportedService",
             "member-1.default.web",
             """
             cluster: member-1
@@ -713,10 +715,10 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
         "spec.ports",
     ),
     InvalidCase(
-        "service-export-duplicate-port",
+        "exported-service-duplicate-port",
         "an export that lists 80/TCP twice",
         _namespaced(
-            "ServiceExport",
+            "ExportedService",
             "member-1.default.web",
             """
             cluster: member-1
@@ -731,10 +733,10 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
         python_field="spec.ports",
     ),
     InvalidCase(
-        "service-export-affinity-timeout",
+        "exported-service-affinity-timeout",
         "sessionAffinityTimeoutSeconds without sessionAffinity ClientIP",
         _namespaced(
-            "ServiceExport",
+            "ExportedService",
             "member-1.default.web",
             """
             cluster: member-1
@@ -748,10 +750,10 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
         python_field="spec",
     ),
     InvalidCase(
-        "service-export-name",
+        "exported-service-name",
         "metadata.name is not CLUSTER.NAMESPACE.SERVICE",
         _namespaced(
-            "ServiceExport",
+            "ExportedService",
             "web",
             """
             cluster: member-1
@@ -808,6 +810,51 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
             """,
         ),
         "spec",
+    ),
+    InvalidCase(
+        "fes-name-without-cluster",
+        "a FederatedEndpointSlice whose name does not start with CLUSTER. (copies share the catalogue)",
+        _namespaced(
+            "FederatedEndpointSlice",
+            "web-abcde",
+            """
+            cluster: member-1
+            service: {namespace: default, name: web}
+            endpoints: [{addresses: [10.101.1.5]}]
+            """,
+        ),
+        "metadata.name",
+    ),
+    InvalidCase(
+        "mcs-import-without-type",
+        "an MCS ServiceImport without spec.type",
+        _namespaced(
+            "ServiceImport", "web", "ips: [10.255.0.10]", api_version="multicluster.x-k8s.io/v1beta1"
+        ),
+        "spec.type",
+    ),
+    InvalidCase(
+        "mcs-import-ip",
+        "an MCS ServiceImport whose clusterset IP is not an address",
+        _namespaced(
+            "ServiceImport",
+            "web",
+            """
+            type: ClusterSetIP
+            ips: [10.255.0.300]
+            ports: [{port: 80, protocol: TCP}]
+            """,
+            api_version="multicluster.x-k8s.io/v1alpha1",
+        ),
+        "spec.ips[0]",
+    ),
+    InvalidCase(
+        "mcs-export-label-key",
+        "an MCS ServiceExport exporting a label with an invalid key",
+        _namespaced(
+            "ServiceExport", "web", 'exportedLabels: {"-bad": x}', api_version="multicluster.x-k8s.io/v1alpha1"
+        ),
+        "spec.exportedLabels",
     ),
 )
 

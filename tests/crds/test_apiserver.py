@@ -17,9 +17,9 @@ import yaml
 from crds import ALL_KINDS, parse_object, parse_yaml
 from tests.crds import issue11_cases
 from tests.crds.cases import FEDERATION_CASES, POLICY_CASES, STATUS_CASES, InvalidCase
-from tests.crds.conftest import Api
 from tests.crds.issue11_cases import VALID_CASES, ValidCase
 from tests.crds.seed_examples import EXAMPLES_DIR
+from tests.helpers.hub_api import Api
 
 pytestmark = pytest.mark.lab
 
@@ -284,7 +284,7 @@ def federation_objects(hub: Api, namespace: str) -> Api:
     ("short_name", "name"),
     [
         ("mcl", "member-1"),
-        ("bsvcex", "member-1.default.web"),
+        ("expsvc", "member-1.default.web"),
         ("fsvc", "default.web"),
         ("fes", "member-1.default.web-1"),
         ("tcplb", "member-1.default.web"),
@@ -392,3 +392,36 @@ def test_invalid_hub_written_status_is_refused(hub: Api, namespace: str, case: I
         "get", document["kind"], document["metadata"]["name"], "-n", namespace, "-o", "jsonpath={.status}"
     ).stdout
     assert after == before
+
+
+MCS_EXAMPLES = REPO / "examples" / "mcs"
+
+
+def test_mcs_kinds_are_served_in_both_versions_with_one_schema(hub: Api, namespace: str) -> None:
+    """An import written as v1beta1 reads back as v1alpha1 unchanged (no conversion), and our
+    ExportedService and MCS's ServiceExport live side by side on one apiserver."""
+    for name in ("serviceexport.yaml", "serviceimport.yaml"):
+        text = (MCS_EXAMPLES / name).read_text().replace("namespace: default", f"namespace: {namespace}")
+        hub.kubectl("apply", "-f", "-", input=text)
+    specs = []
+    for version in ("v1alpha1", "v1beta1"):
+        stored = json.loads(hub.kubectl("get", f"serviceimports.{version}.multicluster.x-k8s.io", "web",
+                                        "-n", namespace, "-o", "json").stdout)
+        assert stored["apiVersion"] == f"multicluster.x-k8s.io/{version}"
+        specs.append(stored["spec"])
+        assert parse_object(stored).to_api()["spec"] == stored["spec"]
+    assert specs[0] == specs[1]
+    assert specs[0]["ips"] == ["10.255.0.10"]
+    rows = table(hub.kubectl("get", "serviceexports.multicluster.x-k8s.io", "-n", namespace).stdout)
+    assert [row["NAME"] for row in rows] == ["web"]
+    rows = table(hub.kubectl("get", "svcim", "-n", namespace).stdout)
+    assert (rows[0]["TYPE"], rows[0]["IP"]) == ("ClusterSetIP", "10.255.0.10")
+
+
+def test_cluster_property_is_cluster_scoped(hub: Api) -> None:
+    hub.kubectl("apply", "-f", str(MCS_EXAMPLES / "clusterproperty.yaml"))
+    try:
+        rows = table(hub.kubectl("get", "clusterproperties.about.k8s.io").stdout)
+        assert {row["NAME"]: row["VALUE"] for row in rows}["cluster.clusterset.k8s.io"] == "member-1"
+    finally:
+        hub.kubectl("delete", "-f", str(MCS_EXAMPLES / "clusterproperty.yaml"))

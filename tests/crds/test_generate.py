@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from crds import ALL_KINDS, BalancingNode, BalancingPolicy, LocalRedirectPolicy
+from crds import (
+    ALL_KINDS,
+    BALANCING_KINDS,
+    MCS_KINDS,
+    BalancingNode,
+    BalancingPolicy,
+    ClusterProperty,
+    LocalRedirectPolicy,
+)
 from crds.generate import CRD_DIR, crd_document, crd_filename, rendered_files, stale_files, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,10 +107,36 @@ def test_policy_crds_look_like_kubernetes(kind: type[Any], short_name: str, scop
 
 
 def test_every_federation_kind_is_namespaced_with_status_and_columns() -> None:
-    for kind in ALL_KINDS:
+    for kind in BALANCING_KINDS:
         if kind in (BalancingPolicy, LocalRedirectPolicy, BalancingNode):  # a member's own kinds, cluster-scoped
             continue
         crd = crd_document(kind)
         assert crd["spec"]["scope"] == "Namespaced", kind.kind_name
         assert "balancing-federation" in crd["spec"]["names"]["categories"]
         assert crd["spec"]["versions"][0]["additionalPrinterColumns"], kind.kind_name
+
+
+def test_mcs_kinds_serve_v1alpha1_and_v1beta1_with_one_schema_and_store_v1alpha1() -> None:
+    for kind in MCS_KINDS:
+        crd = crd_document(kind)
+        versions = crd["spec"]["versions"]
+        if kind is ClusterProperty:
+            assert crd["metadata"]["name"] == "clusterproperties.about.k8s.io"
+            assert crd["spec"]["scope"] == "Cluster"
+            assert [(v["name"], v["storage"]) for v in versions] == [("v1alpha1", True)]
+            continue
+        assert crd["metadata"]["name"] == f"{kind.plural}.multicluster.x-k8s.io"
+        assert [(v["name"], v["served"], v["storage"]) for v in versions] == [
+            ("v1alpha1", True, True),
+            ("v1beta1", True, False),
+        ]
+        assert versions[0]["schema"] == versions[1]["schema"]
+        assert "conversion" not in crd["spec"]  # None: the schemas are the same
+        assert crd_filename(kind) == f"multicluster.x-k8s.io_{kind.plural}.yaml"
+
+
+def test_no_kind_name_is_used_twice_across_groups() -> None:
+    """A hub can also be a member: every CRD installs on one cluster, so no kind may collide."""
+    names = [kind.kind_name for kind in ALL_KINDS]
+    assert len(names) == len(set(names))
+    assert "ExportedService" in names and "ServiceExport" in names

@@ -334,6 +334,6 @@ def test_malformed_public_keys_are_refused(key: str) -> None:
 
 def test_object_names_compose_from_spec() -> None:
     assert crds.NodeTunnelEndpoint.object_name("member-1", "member-1-node-1") == "member-1.member-1-node-1"
-    assert crds.ServiceExport.object_name("member-1", "default", "web") == "member-1.default.web"
+    assert crds.ExportedService.object_name("member-1", "default", "web") == "member-1.default.web"
     assert crds.FederatedService.object_name("default", "web") == "default.web"
     assert crds.TCPLoadBalancer.object_name("member-2", "shop", "cart") == "member-2.shop.cart"
