@@ -16,6 +16,7 @@ COMPONENT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("lab", "lab.cli"),
     ("datapath", "datapath.cli"),
     ("member", "member.cli"),
+    ("hub", "hub.cli"),
 )
 
 

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from crds import NodeTunnelEndpoint
 from datapath.tunnel import TunnelManager, TunnelNode
-from hub.mesh import TunnelEndpoint, TunnelEndpointSpec, plan_mesh
+from hub.mesh import plan_mesh
 from lab import host
 from member.tunnels import tunnel_state
 
@@ -38,16 +39,14 @@ def timed(action: Callable[[], T]) -> tuple[T, float]:
     return result, (time.perf_counter() - started) * 1000
 
 
-def endpoints(clusters: int, nodes: int) -> list[TunnelEndpoint]:
+def endpoints(clusters: int, nodes: int) -> list[NodeTunnelEndpoint]:
     return [
-        TunnelEndpoint(
-            TunnelEndpointSpec(
-                cluster=f"member-{c}",
-                node=f"member-{c}-node-{n}",
-                public_key=base64.b64encode(os.urandom(32)).decode(),
-                endpoint=f"172.30.{c}.{10 + n}:51820",
-                pod_cidrs=(f"10.{100 + c}.{n}.0/24",),
-            )
+        NodeTunnelEndpoint.for_node(
+            f"member-{c}",
+            f"member-{c}-node-{n}",
+            base64.b64encode(os.urandom(32)).decode(),
+            f"172.30.{c}.{10 + n}:51820",
+            (f"10.{100 + c}.{n}.0/24",),
         )
         for c in range(1, clusters + 1)
         for n in range(1, nodes + 1)

@@ -606,6 +606,19 @@ class PrinterColumn(BaseModel):
     priority: int = 0
 
 
+def condition_column(condition: str = "Ready", priority: int = 0) -> PrinterColumn:
+    """A printer column with the status of one condition (Ready, Valid, Conflict...)."""
+    return PrinterColumn(
+        name=condition,
+        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
+        description=f"Status of the {condition} condition",
+        priority=priority,
+    )
+
+
+AGE_COLUMN = PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
+
+
 class KubeObject(ApiModel):
     """A top-level API object. Subclasses declare spec/status and CRD metadata.
 

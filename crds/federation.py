@@ -12,12 +12,14 @@ an MCS kind (crds.mcs), so both sets install on one cluster (a hub that is also 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from crds._base import (
+    AGE_COLUMN,
     DNS_LABEL_PATTERN,
     LIST_SET,
     MAX_PORTS,
@@ -37,6 +39,7 @@ from crds._base import (
     Timestamp,
     cel_quote,
     check_ipv4,
+    condition_column,
     find_condition,
     full_match,
     list_map,
@@ -69,16 +72,6 @@ ClusterName = Annotated[DnsLabel, Field(description="Name of a member cluster (a
 PortNumberInt = Annotated[Int, Field(ge=1, le=65535)]
 
 
-def _ready_column(condition: str = "Ready", priority: int = 0) -> PrinterColumn:
-    return PrinterColumn(
-        name=condition,
-        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
-        description=f"Status of the {condition} condition",
-        priority=priority,
-    )
-
-
-AGE_COLUMN = PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
 
 
 # In CEL, `namespace` is a reserved word: the apiserver exposes a field of that name as `__namespace__`.
@@ -197,7 +190,7 @@ class MemberCluster(KubeObject):
         ),
     )
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
-        _ready_column(),
+        condition_column(),
         PrinterColumn(
             name="Heartbeat", json_path=".status.lastHeartbeatTime", type="date", description="Last heartbeat"
         ),
@@ -345,9 +338,9 @@ class ExportedService(KubeObject):
         PrinterColumn(name="Cluster", json_path=".spec.cluster", description="Source cluster"),
         PrinterColumn(name="Svc-Namespace", json_path=".spec.namespace", description="Service namespace"),
         PrinterColumn(name="Service", json_path=".spec.serviceName", description="Service name"),
-        _ready_column("Valid"),
-        _ready_column("Conflict"),
-        _ready_column(),
+        condition_column("Valid"),
+        condition_column("Conflict"),
+        condition_column(),
         AGE_COLUMN,
     )
 
@@ -414,7 +407,7 @@ class FederatedService(KubeObject):
         PrinterColumn(name="Service", json_path=".spec.serviceName", description="Service name"),
         PrinterColumn(name="Type", json_path=".spec.type", description="ClusterSetIP or Headless"),
         PrinterColumn(name="IP", json_path=".spec.ips[0]", description="Federation VIP"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
     )
 
@@ -638,7 +631,7 @@ class TCPLoadBalancer(KubeObject):
         PrinterColumn(name="Cluster", json_path=".spec.cluster", description="User cluster"),
         PrinterColumn(name="Service", json_path=".spec.service.name", description="Service name"),
         PrinterColumn(name="Address", json_path=".status.address", description="Allocated address"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
     )
 
@@ -794,7 +787,7 @@ class NodeTunnelEndpoint(KubeObject):
         PrinterColumn(name="Node", json_path=".spec.node", description="Node name"),
         PrinterColumn(name="Endpoint", json_path=".spec.endpoint", description="Underlay endpoint"),
         PrinterColumn(name="Proxy-IP", json_path=".status.proxyIPv4", description="Allocated proxy IPv4"),
-        _ready_column(),
+        condition_column(),
         AGE_COLUMN,
         PrinterColumn(name="Public-Key", json_path=".spec.publicKey", description="WireGuard public key", priority=1),
     )
@@ -806,6 +799,26 @@ class NodeTunnelEndpoint(KubeObject):
     @staticmethod
     def object_name(cluster: str, node: str) -> str:
         return f"{cluster}.{node}"
+
+    @classmethod
+    def for_node(
+        cls,
+        cluster: str,
+        node: str,
+        public_key: str,
+        endpoint: str,
+        pod_cidrs: Sequence[str] = (),
+        proxy_ipv4: str | None = None,
+    ) -> NodeTunnelEndpoint:
+        """A validated object as the member publishes it in its hub namespace (with the hub's proxy IP)."""
+        document: dict[str, Any] = {
+            "metadata": {"name": cls.object_name(cluster, node), "namespace": cluster},
+            "spec": {"cluster": cluster, "node": node, "publicKey": public_key, "endpoint": endpoint,
+                     "podCIDRs": list(pod_cidrs)},
+        }
+        if proxy_ipv4 is not None:
+            document["status"] = {"proxyIPv4": proxy_ipv4}
+        return cls.model_validate(document)
 
     @model_validator(mode="after")
     def _name(self) -> NodeTunnelEndpoint:

@@ -21,6 +21,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field
 
 from crds._base import (
+    AGE_COLUMN,
     LABEL_KEY_MESSAGE,
     LABEL_MAP_RULE,
     MAX_PORTS,
@@ -32,6 +33,7 @@ from crds._base import (
     LabelMap,
     PortName,
     PrinterColumn,
+    condition_column,
     is_label_key,
     list_map,
     rule,
@@ -58,16 +60,15 @@ MAX_IMPORT_CLUSTERS = 1024
 ATOMIC_LIST = {"x-kubernetes-list-type": "atomic"}
 
 
-def _age() -> PrinterColumn:
-    return PrinterColumn(name="Age", json_path=".metadata.creationTimestamp", type="date")
+class McsObject(KubeObject):
+    """A namespaced multicluster.x-k8s.io kind, served as v1alpha1 and v1beta1; its spec is optional."""
 
+    group: ClassVar[str] = MCS_GROUP
+    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
+    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
+    spec_required: ClassVar[bool] = False
 
-def _condition_column(condition: str) -> PrinterColumn:
-    return PrinterColumn(
-        name=condition,
-        json_path=f'.status.conditions[?(@.type=="{condition}")].status',
-        description=f"Status of the {condition} condition",
-    )
+    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
 
 
 # --- ServiceExport -------------------------------------------------------------------------------------
@@ -103,24 +104,19 @@ class ServiceExportStatus(ApiModel):
     )
 
 
-class ServiceExport(KubeObject):
+class ServiceExport(McsObject):
     """Exports the Service of the same namespace and name to every cluster of the clusterset."""
 
-    group: ClassVar[str] = MCS_GROUP
-    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
     kind_name: ClassVar[str] = "ServiceExport"
     plural: ClassVar[str] = "serviceexports"
-    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
     short_names: ClassVar[tuple[str, ...]] = ("svcex", "svcexport")
-    spec_required: ClassVar[bool] = False
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
-        _condition_column("Valid"),
-        _condition_column("Ready"),
-        _condition_column("Conflict"),
-        _age(),
+        condition_column("Valid"),
+        condition_column("Ready"),
+        condition_column("Conflict"),
+        AGE_COLUMN,
     )
 
-    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
     kind: Literal["ServiceExport"] = "ServiceExport"
     spec: ServiceExportSpec | None = None
     status: ServiceExportStatus | None = None
@@ -204,24 +200,19 @@ class ServiceImportStatus(ApiModel):
     conditions: Conditions | None = None
 
 
-class ServiceImport(KubeObject):
+class ServiceImport(McsObject):
     """A Service exported by one or more clusters of the clusterset, as a member sees it (written by
     the member controller)."""
 
-    group: ClassVar[str] = MCS_GROUP
-    versions: ClassVar[tuple[str, ...]] = MCS_VERSIONS
     kind_name: ClassVar[str] = "ServiceImport"
     plural: ClassVar[str] = "serviceimports"
-    scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Namespaced"
     short_names: ClassVar[tuple[str, ...]] = ("svcim", "svcimport")
-    spec_required: ClassVar[bool] = False
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Type", json_path=".spec.type", description="ClusterSetIP or Headless"),
         PrinterColumn(name="IP", json_path=".spec.ips[0]", description="Clusterset IP"),
-        _age(),
+        AGE_COLUMN,
     )
 
-    api_version: str = f"{MCS_GROUP}/{MCS_VERSIONS[0]}"
     kind: Literal["ServiceImport"] = "ServiceImport"
     spec: ServiceImportSpec | None = None
     status: ServiceImportStatus | None = None
@@ -246,7 +237,7 @@ class ClusterProperty(KubeObject):
     scope: ClassVar[Literal["Cluster", "Namespaced"]] = "Cluster"
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="Value", json_path=".spec.value", description="Value of the property"),
-        _age(),
+        AGE_COLUMN,
     )
 
     api_version: str = f"{ABOUT_GROUP}/v1alpha1"

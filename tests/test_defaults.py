@@ -8,9 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
+from crds import MemberCluster
 from datapath import DEFAULT_NODE_INDEX_DIR, tunnel
 from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER_FRONTEND, NODE_PORT_ANY, Capacity, Tier
-from hub import mesh
+from hub import joining, mesh
+from hub.settings import HubSettings
 from lab import addressing, kubeapi, kubelet, podspec
 from member.agent import reconciler, services
 from member.agent import settings as agent_settings
@@ -58,6 +62,29 @@ def test_tunnel_defaults() -> None:
     assert tunnel.DEFAULT_LISTEN_PORT == 51820
     assert tunnel.DEFAULT_KEEPALIVE == 25
     assert mesh.DEFAULT_KEEPALIVE_SECONDS == tunnel.DEFAULT_KEEPALIVE
+
+
+def test_hub_defaults() -> None:
+    settings = HubSettings.from_environment({})
+    assert settings.catalogue_namespace == "balancing-federation"
+    assert str(settings.clusterset_ip_pool) == "10.255.0.0/16"
+    assert str(settings.proxy_ip_pool) == str(addressing.NODE_PROXY_POOL) == "100.96.0.0/16"
+    assert settings.batch_window == 0.1  # changes gathered before one reconcile
+    assert settings.resync_period == 300.0  # full reconcile, a safety net
+    assert settings.metrics_address == "0.0.0.0:9966"
+    assert settings.watch_namespaces == ()  # the whole cluster
+    assert settings.keepalive_seconds == 25
+    assert joining.DEFAULT_TOKEN_SECONDS == 365 * 24 * 3600  # a member's token lives a year
+    assert joining.MEMBER_SERVICE_ACCOUNT == "member"
+    member = MemberCluster.model_validate({"metadata": {"name": "m"}})
+    assert (member.spec.heartbeat_period_seconds, member.spec.heartbeat_timeout_seconds) == (10, 40)
+    values = yaml.safe_load((REPO / "charts" / "hub" / "values.yaml").read_text())
+    assert values["catalogueNamespace"] == settings.catalogue_namespace
+    assert values["clusterSetIpPool"] == str(settings.clusterset_ip_pool)
+    assert values["proxyIpPool"] == str(settings.proxy_ip_pool)
+    assert values["operator"]["metricsPort"] == 9966
+    assert values["operator"]["batchWindowSeconds"] == settings.batch_window
+    assert values["operator"]["resyncPeriodSeconds"] == settings.resync_period
 
 
 def test_lab_defaults() -> None:

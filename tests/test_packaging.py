@@ -24,6 +24,10 @@ def test_an_installed_wheel_builds_the_bpf_object_from_its_own_sources(tmp_path:
     assert any(name.endswith("share/balancing/bpf/bf_sock.c") for name in names)
     assert any(name.endswith("share/balancing/bpf/lib/maps.h") for name in names)
     assert "crds/balancing.elf.io_balancingpolicies.yaml" in names
+    assert "crds/multicluster.x-k8s.io_serviceimports.yaml" in names
+    # add-member renders a member's hub objects from the chart the package carries
+    assert any(name.endswith("share/balancing/charts/hub/templates/_helpers.tpl") for name in names)
+    assert any(name.endswith("share/balancing/charts/hub/values.schema.json") for name in names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)

@@ -17,9 +17,9 @@ import yaml
 from crds import ALL_KINDS, parse_object, parse_yaml
 from tests.crds import issue11_cases
 from tests.crds.cases import FEDERATION_CASES, POLICY_CASES, STATUS_CASES, InvalidCase
-from tests.crds.conftest import Api
 from tests.crds.issue11_cases import VALID_CASES, ValidCase
 from tests.crds.seed_examples import EXAMPLES_DIR
+from tests.helpers.hub_api import Api
 
 pytestmark = pytest.mark.lab
 

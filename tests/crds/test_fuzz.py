@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from crds import InvalidObjectError, parse_object
-from tests.crds.conftest import Api
 from tests.crds.fuzz import FUZZ_EXAMPLES, DirectApi, Verdict, mutated, policy_documents, valid_statuses
+from tests.helpers.hub_api import Api
 
 pytestmark = pytest.mark.lab
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from crds import InvalidObjectError, parse_yaml
 from crds._yaml import KubectlYamlError, load_documents
-from tests.crds.conftest import _kubectl_binary
 from tests.crds.fuzz import FUZZ_EXAMPLES
+from tests.helpers.hub_api import kubectl_binary
 
 # (YAML text of a value, what kubectl sends). Pinned from kubectl v1.35.2.
 KUBECTL_SCALARS: list[tuple[str, Any]] = [
@@ -93,7 +93,7 @@ def _kubectl_reads(values: list[str]) -> list[Any]:
         for index, text in enumerate(values)
     )
     result = subprocess.run(
-        [_kubectl_binary(), "label", "--local", "-f", "-", "probe=1", "-o", "json"],
+        [kubectl_binary(), "label", "--local", "-f", "-", "probe=1", "-o", "json"],
         input=documents,
         capture_output=True,
         text=True,

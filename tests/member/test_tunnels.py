@@ -6,14 +6,16 @@ import base64
 
 from crds.federation import TunnelPeer
 from datapath.tunnel import parse_state
-from hub.mesh import PlannedPeer
 from member.tunnels import tunnel_state
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def test_planned_and_api_peers_translate_to_a_state_datapath_accepts() -> None:
-    planned = PlannedPeer("member-2", "member-2-node-1", KEY, "172.30.2.11:51820", ("10.102.1.0/24", "100.96.0.3/32"))
+    planned = TunnelPeer.model_validate({  # as the hub plans it: keepalive always set
+        "cluster": "member-2", "node": "member-2-node-1", "publicKey": KEY, "endpoint": "172.30.2.11:51820",
+        "allowedIPs": ["10.102.1.0/24", "100.96.0.3/32"], "persistentKeepaliveSeconds": 25,
+    })
     api_peer = TunnelPeer.model_validate({
         "cluster": "member-2", "node": "member-2-node-2", "publicKey": KEY.replace("A", "B", 1),
         "endpoint": "172.30.2.12:51820", "allowedIPs": ["10.102.2.0/24"],

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crds import NodeTunnelEndpoint
 from datapath.tunnel import DEFAULT_LISTEN_PORT
-from hub.mesh import MeshPlan, TunnelEndpoint, TunnelEndpointSpec, TunnelEndpointStatus, plan_mesh
+from hub.mesh import MeshPlan, plan_mesh
 from lab.addressing import NODE_PROXY_POOL
 from lab.host import LabError
 from lab.state import NODE_INDEX_DIR
@@ -56,14 +57,11 @@ class LabMesh:
         self.public_keys[name] = self.cli("rotate-key", name).stdout.strip()
         return self.public_keys[name]
 
-    def endpoint(self, name: str) -> TunnelEndpoint:
+    def endpoint(self, name: str) -> NodeTunnelEndpoint:
         node = self.federation.node(name)
-        return TunnelEndpoint(
-            spec=TunnelEndpointSpec(
-                cluster=node.cluster, node=name, public_key=self.public_key(name),
-                endpoint=f"{node.underlay_ip}:{self.listen_port}", pod_cidrs=(str(node.pod_cidr),),
-            ),
-            status=TunnelEndpointStatus(self.proxy_ips.get(name)),
+        return NodeTunnelEndpoint.for_node(
+            node.cluster, name, self.public_key(name), f"{node.underlay_ip}:{self.listen_port}",
+            (str(node.pod_cidr),), self.proxy_ips.get(name),
         )
 
     def plan(self, names: Sequence[str]) -> MeshPlan:
