@@ -23,7 +23,7 @@ import pytest
 
 from lab import host
 from lab.testing import Federation, LabPod
-from tests.datapath.tunnel import lab_mesh
+from tests.datapath.tunnel import lab_mesh as stitched
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +33,7 @@ LISTEN_PORT = 51820
 
 
 @dataclass
-class LabMesh(lab_mesh.LabMesh):
+class LabMesh(stitched.LabMesh):
     """The lab mesh plus the test's pods."""
 
     pods: dict[str, LabPod] = field(default_factory=dict)
