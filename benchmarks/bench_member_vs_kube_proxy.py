@@ -19,19 +19,23 @@ What is measured, per size, in one run:
   prober on the node connects to the ClusterIP every millisecond and reports the first connect
   with the new outcome. The latency is that moment minus the trigger time: apiserver, watch,
   the implementation's own work, and the kernel, end to end. Flips are spaced by a uniformly random
-  0.5-1.5 x --spacing (no phase lock with periodic timers). Beside it, each implementation's own
-  histogram (`balancing_agent_network_programming_duration_seconds`,
-  `kubeproxy_network_programming_duration_seconds`) as bucket bounds.
+  0.5-1.5 x --spacing (no phase lock with periodic timers), --changes of them or as many as fit in
+  --budget seconds. Beside it, each implementation's own histograms over the same changes: network
+  programming (`balancing_agent_network_programming_duration_seconds`,
+  `kubeproxy_network_programming_duration_seconds`) as bucket bounds, and its sync duration (mean).
 - Connect rate through the ClusterIP and directly to the 10 accepting backends, from the same
   client context (our agent: a process in the node's cgroup; kube-proxy: a process in the node's
-  network namespace outside that cgroup), interleaved over --rounds rounds of --seconds; medians.
+  network namespace outside that cgroup), interleaved over --rounds rounds of --seconds; medians;
+  and the implementation's own CPU during those runs (our agent reads an event per connect).
   The C client of benchmarks/bench_datapath_connect.py (socket, connect, close with SO_LINGER 0).
-- CPU seconds (utime + stime from /proc/PID/stat) and RSS (VmRSS, VmHWM from /proc/PID/status) of the
-  agent's container process (the lab kubelet's runtime record names it) and of kube-proxy: from
-  process start to synced, and per change during the flips.
-- Restart to synced: kill -9, then the next process's start to its first full sync (our agent:
-  /readyz answers 200; kube-proxy: `kubeproxy_sync_proxy_rules_last_timestamp_seconds`), with
-  our agent's map writes from its first "datapath synced" log line.
+- CPU seconds and RSS of the agent's container process (the lab kubelet's runtime record names it)
+  and of kube-proxy: CPU from the process's cgroup (`cpu.stat`, so kube-proxy's `nft` and
+  `iptables-restore` children count; the process's own utime + stime beside it), RSS (VmRSS, VmHWM)
+  from /proc/PID/status; from process start to synced, and per change during the flips.
+- Restart to synced: kill -9, then the next process's start to its first full sync (our agent: its
+  first "datapath synced" log line, which also gives the map writes that sync made; kube-proxy:
+  `kubeproxy_sync_proxy_rules_last_timestamp_seconds`).
+An implementation that does not sync within --sync-timeout is reported as such and the run goes on.
 
     python -m benchmarks.bench_member_vs_kube_proxy [--services 1000 10000] [--changes 50] [--rounds 5]
 
@@ -747,7 +751,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     service_cidr = str(ClusterAddressing(CLUSTER).service_cidr)
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs; kernel "
           f"{os.uname().release}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"node {node.name} of {CLUSTER}; lab nodes: {len(LabState.load().nodes)}; kube-proxy "
+    nodes = sum(record.cluster == CLUSTER for record in LabState.load().nodes.values())
+    print(f"node {node.name} of {CLUSTER} ({nodes} node(s): one agent each); kube-proxy "
           f"{host.run([str(tool_path('kube-proxy')), '--version']).strip()}; {host.run(['iptables', '-V']).strip()}")
     try:
         setup_backends(node, service_cidr, bench.tool)
