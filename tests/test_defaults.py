@@ -16,7 +16,7 @@ from datapath.lb import LAYOUT_VERSION, MAX_AFFINITY_TIMEOUT_S, MAX_BACKENDS_PER
 from hub import joining, mesh
 from hub.settings import HubSettings
 from lab import addressing, kubeapi, kubelet, podspec
-from member.agent import reconciler, services
+from member.agent import events, reconciler, services
 from member.agent import settings as agent_settings
 from member.controller import run as controller
 from member.kube import LIST_PAGE_SIZE, WATCH_TIMEOUT_SECONDS
@@ -119,6 +119,7 @@ def test_member_defaults() -> None:
     assert (defaults.redirect_qos_limit, defaults.metrics_address) == (0, "0.0.0.0:9964")
     assert defaults.namespace == "balancing-system"
     assert reconciler.FULL_SYNC_THRESHOLD == 256
+    assert events.RESOLUTION_LOG_RATE == 100  # resolution log lines a second per node; all are counted
     assert services.DEFAULT_AFFINITY_TIMEOUT_S == 10800  # Kubernetes' sessionAffinityConfig default
     assert (controller.DEFAULT_BATCH_WINDOW, controller.DEFAULT_RESYNC_PERIOD) == (0.05, 60.0)
     assert controller.ControllerSettings().metrics_address == "0.0.0.0:9965"

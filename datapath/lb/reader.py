@@ -342,20 +342,28 @@ RESULT_LABELS = {
 }
 
 
+# Decoding runs once per connect on a busy node: plain dicts keyed by the raw numbers, no enum calls.
+_HOOK_NAMES = {hook.value: hook.name.lower() for hook in abi.Hook}
+_TIER_NAMES = {tier.value: tier.label for tier in abi.Tier}
+_RESULT_NAMES = {result.value: label for result, label in RESULT_LABELS.items()}
+_TIER_BITS = tuple((1 << tier.value, tier.label) for tier in abi.Tier)
+_RESULTS_WITH_OWN_REASON = (abi.Result.REDIRECTED.value, abi.Result.REJECTED.value)
+
+
 def resolution_event(raw: bytes, policy_name: Callable[[int], str]) -> ResolutionEvent:
     fields = decode_event(raw)
     fell_through = []
-    for candidate in abi.Tier:
-        bit = 1 << candidate
-        if fields.declined_self & bit:
-            fell_through.append(f"{candidate.label}: self")
-        elif fields.declined_qos & bit:
-            fell_through.append(f"{candidate.label}: qos")
-        elif fields.declined_empty & bit:
-            fell_through.append(f"{candidate.label}: no backend")
-    # The last declining tier's reason is the result itself, unless the result is a redirect or a reject.
-    if fields.result not in (abi.Result.REDIRECTED, abi.Result.REJECTED):
-        fell_through = fell_through[:-1]
+    if fields.declined_self | fields.declined_qos | fields.declined_empty:
+        for bit, label in _TIER_BITS:
+            if fields.declined_self & bit:
+                fell_through.append(f"{label}: self")
+            elif fields.declined_qos & bit:
+                fell_through.append(f"{label}: qos")
+            elif fields.declined_empty & bit:
+                fell_through.append(f"{label}: no backend")
+        # The last declining tier's reason is the result itself, unless the result is a redirect or a reject.
+        if fields.result not in _RESULTS_WITH_OWN_REASON:
+            fell_through = fell_through[:-1]
     offset_s = (time.monotonic_ns() - fields.timestamp_ns) / 1e9
     return ResolutionEvent(
         timestamp=time.time() - offset_s,
@@ -364,14 +372,12 @@ def resolution_event(raw: bytes, policy_name: Callable[[int], str]) -> Resolutio
         netns_cookie=fields.netns_cookie,
         socket_cookie=fields.socket_cookie,
         protocol=abi.PROTOCOL_NAMES.get(fields.protocol, str(fields.protocol)),
-        hook=abi.Hook(fields.hook).name.lower() if fields.hook in abi.Hook._value2member_map_ else str(fields.hook),
+        hook=_HOOK_NAMES.get(fields.hook) or str(fields.hook),
         original=endpoint_label(fields.orig_address, fields.orig_port),
         new=endpoint_label(fields.new_address, fields.new_port),
-        tier=abi.Tier(fields.tier).label if fields.tier in abi.Tier._value2member_map_ else "-",
+        tier=_TIER_NAMES.get(fields.tier, "-"),
         policy=policy_name(fields.policy_id),
-        result=RESULT_LABELS.get(abi.Result(fields.result), str(fields.result))
-        if fields.result in abi.Result._value2member_map_
-        else str(fields.result),
+        result=_RESULT_NAMES.get(fields.result) or str(fields.result),
         fell_through=fell_through,
         affinity=bool(fields.affinity_hit),
     )

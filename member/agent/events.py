@@ -4,13 +4,19 @@ The agent is the ring's one reader while it runs (a BPF ring buffer has a single
 Each event becomes a log line with the client's namespace, pod and container (from its cgroup id,
 laid out as kubelet lays cgroups out), the original and new destination, the tier, the policy and
 the result; and it is counted in `balancing_agent_resolutions_total`.
+
+Log lines are limited to RESOLUTION_LOG_RATE a second: a node making tens of thousands of connects a
+second would otherwise spend a core of the agent writing them (docs/benchmarks.md). Every event is
+still counted; what was not logged is summed up in one line, once the second it fell in is over.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,33 @@ from member.agent.pods import PodCgroups
 
 log = logging.getLogger("balancing.agent.events")
 COUNTER_REFRESH_SECONDS = 5.0
+RESOLUTION_LOG_RATE = 100  # resolution log lines a second, at most
+
+
+@dataclass
+class LogBudget:
+    """At most `per_second` log lines in each one-second window; counts the lines it refused."""
+
+    per_second: int
+    _window_end: float = 0.0
+    _logged: int = 0
+    _refused: int = 0
+
+    def allow(self, now: float) -> bool:
+        if now >= self._window_end:
+            self._window_end, self._logged = now + 1.0, 0
+        if self._logged < self.per_second:
+            self._logged += 1
+            return True
+        self._refused += 1
+        return False
+
+    def refused(self, now: float) -> int:
+        """The lines refused since the last call, once the window they fell in is over (0 until then)."""
+        if now < self._window_end or not self._refused:
+            return 0
+        count, self._refused = self._refused, 0
+        return count
 
 
 def client_identity(event: ResolutionEvent, cache: ClusterCache, cgroups: PodCgroups) -> dict[str, str]:
@@ -71,12 +104,22 @@ class EventReader(threading.Thread):
 
     def _follow(self) -> None:
         next_counters = 0.0
+        budget = LogBudget(RESOLUTION_LOG_RATE)
         with EventStream(self.bpffs) as stream, MapReader(self.bpffs) as reader:
             while True:
+                counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
                 for event in stream.poll(1.0):
-                    self.metrics.resolutions.labels(event.tier, event.result, event.policy or "-").inc()
-                    fields = event_fields(event, client_identity(event, self.cache, self.cgroups))
-                    log.info("resolution", extra={"fields": fields})
+                    counts[(event.tier, event.result, event.policy or "-")] += 1
+                    if budget.allow(time.monotonic()):
+                        fields = event_fields(event, client_identity(event, self.cache, self.cgroups))
+                        log.info("resolution", extra={"fields": fields})
+                for labels, count in counts.items():  # one increment per label set and batch, not per event
+                    self.metrics.resolutions.labels(*labels).inc(count)
+                refused = budget.refused(time.monotonic())
+                if refused:
+                    log.info("resolutions not logged", extra={"fields": {
+                        "count": refused, "limit": f"{RESOLUTION_LOG_RATE}/s",
+                        "see": "balancing_agent_resolutions_total"}})
                 if time.monotonic() >= next_counters:
                     self.metrics.events_dropped.set(reader.counters().get("events_dropped", 0))
                     next_counters = time.monotonic() + COUNTER_REFRESH_SECONDS

@@ -107,8 +107,8 @@ def test_missing_tool_error_names_the_tool_and_the_fix(tmp_path: Path, monkeypat
     monkeypatch.setenv("BALANCING_CACHE", str(tmp_path))
     with pytest.raises(ToolchainError, match=r"'etcd' is not installed .*bash lab/install.sh"):
         toolchain.tool_path("etcd")
-    with pytest.raises(ToolchainError, match=r"unknown tool 'kube-proxy'"):
-        toolchain.tool_path("kube-proxy")
+    with pytest.raises(ToolchainError, match=r"unknown tool 'kubelet'"):
+        toolchain.tool_path("kubelet")
     with pytest.raises(ToolchainError, match=r"unknown install step\(s\) kubelet"):
         toolchain.ensure_all(["kubelet"])
 
