@@ -57,6 +57,7 @@ from hub.engine import (
 from hub.settings import HubSettings
 
 log = logging.getLogger("balancing.hub")
+PROBE_PERIOD = 1.0  # seconds between two questions to the hub's API server
 COMPONENT = "balancing-hub"
 WATCHED: tuple[type[KubeObject], ...] = (
     MemberCluster, ExportedService, FederatedEndpointSlice, NodeTunnelEndpoint, FederatedService,
@@ -194,6 +195,7 @@ class Operator:
         self.ready = False
         self.last_loop = time.monotonic()
         self.loop_task: asyncio.Task[None] | None = None
+        self.probe_task: asyncio.Task[None] | None = None
         self.web: web.AppRunner | None = None
 
     # -- registration -------------------------------------------------------------------------------------
@@ -245,10 +247,12 @@ class Operator:
         self.wake, self.gate = asyncio.Event(), asyncio.Event()
         self.web = await self._serve()
         self.loop_task = asyncio.create_task(self._loop(), name="hub-reconcile")
+        self.probe_task = asyncio.create_task(self._probe(), name="hub-probe")
 
     async def _cleanup(self, **_: Any) -> None:
-        if self.loop_task is not None:
-            self.loop_task.cancel()
+        for task in (self.loop_task, self.probe_task):
+            if task is not None:
+                task.cancel()
         if self.web is not None:
             await self.web.cleanup()
         self.threads.shutdown(wait=False, cancel_futures=True)
@@ -275,6 +279,8 @@ class Operator:
             obj = parse_object(dict(body))
         except InvalidObjectError:
             return  # logged by the indexer
+        if isinstance(obj, MemberCluster):
+            self.reconciler.heard(datetime.now(UTC))  # a live watch: heartbeats reach us again
         self.reconciler.touched(obj, deleted=type == "DELETED")
         if self.wake is not None:
             self.wake.set()
@@ -383,6 +389,23 @@ class Operator:
             self.metrics.failures.labels("Event", "create").inc()
             log.warning("event failed", extra={"object": str(event.ref), "reason": event.reason, "error": str(error)})
         return None
+
+    async def _probe(self) -> None:
+        """Ask the hub's API server every PROBE_PERIOD whether it answers; when it does not, the operator
+        cannot hear heartbeats, and nobody Ready expires until a member's registration arrives again."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PROBE_PERIOD)
+            try:
+                await loop.run_in_executor(self.threads, self._ask_version)
+            except Exception as error:
+                if self.reconciler is not None and not self.reconciler.deaf:
+                    log.warning("the hub API server does not answer: no member expires until it does",
+                                extra={"error": str(error)[:200]})
+                    self.reconciler.went_deaf()
+
+    def _ask_version(self) -> None:
+        client.VersionApi(self.api).get_code(_request_timeout=PROBE_PERIOD)
 
     # -- metrics and health -------------------------------------------------------------------------------
 

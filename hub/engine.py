@@ -29,7 +29,7 @@ import ipaddress
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from crds import (
@@ -351,6 +351,8 @@ class Reconciler:
         self._overlaps: dict[str, list[member_rules.Overlap]] = {}
         self._claims: dict[Ref, tuple[Any, ...]] = {}  # pod CIDRs (and age) behind the overlap verdicts
         self._started = False
+        self._deaf = False  # the hub's view may be stale: nobody Ready expires (see member_rules.liveness)
+        self._heard_since = datetime.min.replace(tzinfo=UTC)
         self._topology = True
         self._mesh = True
         self._dirty_members: set[str] = set()
@@ -373,6 +375,27 @@ class Reconciler:
 
     def member_states(self) -> Mapping[str, MemberState]:
         return self._states
+
+    @property
+    def deaf(self) -> bool:
+        return self._deaf
+
+    def went_deaf(self) -> None:
+        """The hub's API server did not answer: heartbeats may be arriving unseen."""
+        self._deaf = True
+
+    def heard(self, now: datetime) -> None:
+        """A member's registration arrived from a live watch: the view is current again. Members judged
+        Ready get one heartbeat timeout from now to be heard before they can expire."""
+        if self._deaf:
+            self._deaf = False
+            self._heard_since = now
+            self._dirty_members.update(key[1] for key in self.view.keys("member"))
+
+    def _held_until(self, member: MemberCluster) -> datetime:
+        if self._deaf:
+            return member_rules.STILL_DEAF
+        return self._heard_since + timedelta(seconds=member.spec.heartbeat_timeout_seconds)
 
     def touched(self, obj: Indexed, deleted: bool = False) -> None:
         """An object was added, changed or deleted (its last known state)."""
@@ -441,7 +464,7 @@ class Reconciler:
     def plan(self, now: datetime) -> Plan:
         plan = Plan()
         if not self._started:
-            self._start()
+            self._start(now)
         plan.events.extend(self._pending_events)
         self._pending_events.clear()
         if self._topology:
@@ -475,9 +498,10 @@ class Reconciler:
         plan.wake_at = min(self._expiry.values(), default=None)
         return plan
 
-    def _start(self) -> None:
+    def _start(self, now: datetime) -> None:
         """The first plan: read back every clusterset IP held (never hand one out twice), then sync all."""
         self._started = True
+        self._heard_since = now  # a new operator may have been away: the startup grace
         for key in sorted(self.view.keys("service")):
             service = self.view.one(key, FederatedService)
             if service is not None and service.spec.ips:
@@ -506,7 +530,7 @@ class Reconciler:
             state = MemberState(False, False, False)
             self._expiry.pop(cluster, None)
         else:
-            live = member_rules.liveness(registration, now)
+            live = member_rules.liveness(registration, now, self._held_until(registration))
             overlaps = self._overlaps.get(cluster, [])
             refusal = next((o for o in overlaps if o.refused), None)
             state = MemberState(True, refusal is not None, live.alive)

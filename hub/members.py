@@ -5,7 +5,9 @@
   (`Valid=False/ClusterMismatch`): a member cannot speak for another cluster.
 - **Liveness.** A member is alive while its last heartbeat is younger than its
   `heartbeatTimeoutSeconds` (`Ready=True/Heartbeating`); after that it is `Ready=False/
-  HeartbeatExpired` (or `NoHeartbeat` before the first one).
+  HeartbeatExpired` (or `NoHeartbeat` before the first one). A hub that could not hear (its API
+  server or its watches were down, or the operator just started) expires nobody who was Ready:
+  those members keep their verdict until one timeout after the hub hears again (`held_until`).
 - **Pod CIDR overlaps are refused, the newer member loses.** A member's networks are its
   `spec.podCIDRs` and its nodes' NodeTunnelEndpoint pod CIDRs. Members are taken in order of
   registration (the MemberCluster's creation time, then name); one whose networks overlap an
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from crds import MemberCluster, NodeTunnelEndpoint
 from hub.conditions import rfc3339
@@ -28,6 +30,7 @@ from hub.objects import created_at
 HEARTBEATING = "Heartbeating"
 HEARTBEAT_EXPIRED = "HeartbeatExpired"
 NO_HEARTBEAT = "NoHeartbeat"
+STILL_DEAF = datetime.max.replace(tzinfo=UTC)  # `held_until` while the hub cannot hear
 VALID = "Valid"
 CLUSTER_MISMATCH = "ClusterMismatch"
 POD_CIDR_OVERLAP = "PodCIDROverlap"
@@ -41,18 +44,29 @@ class Liveness:
     changes_at: datetime | None  # when `alive` turns False on its own (None: it will not)
 
 
-def liveness(member: MemberCluster, now: datetime) -> Liveness:
+def liveness(member: MemberCluster, now: datetime, held_until: datetime | None = None) -> Liveness:
     """Alive while the last heartbeat is younger than the timeout. Messages name times, never ages,
-    so that an unchanged verdict reads the same at every reconcile (and is not written again)."""
+    so that an unchanged verdict reads the same at every reconcile (and is not written again).
+
+    `held_until`: the hub was deaf; a member it last judged Ready stays Ready until then (STILL_DEAF:
+    the hub cannot hear yet)."""
     timeout = member.spec.heartbeat_timeout_seconds
     last = member.status.last_heartbeat_time if member.status else None
     if last is None:
         return Liveness(False, NO_HEARTBEAT, "the member has not sent a heartbeat yet", None)
     expires = last + timedelta(seconds=timeout)
+    heartbeating = f"heartbeats arrive within the {timeout}s timeout"
     if now < expires:
-        return Liveness(True, HEARTBEATING, f"heartbeats arrive within the {timeout}s timeout", expires)
+        return Liveness(True, HEARTBEATING, heartbeating, expires)
+    if held_until is not None and now < held_until and _judged_ready(member):
+        return Liveness(True, HEARTBEATING, heartbeating, None if held_until == STILL_DEAF else held_until)
     return Liveness(False, HEARTBEAT_EXPIRED, f"no heartbeat since {rfc3339(last)} (timeout {timeout}s): "
                     "its endpoints left the catalogue", None)
+
+
+def _judged_ready(member: MemberCluster) -> bool:
+    conditions = (member.status.conditions if member.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def registration_problem(namespace: str, member: MemberCluster) -> str | None:

@@ -16,6 +16,7 @@ import pytest
 
 from lab.testing import Federation
 from tests.member.conftest import CHARTS, NAMESPACE, Member, helm, wait_for
+from tests.member.test_services_lab import service
 
 MEMBERS = ("member-1", "member-2")
 HUB_RELEASE = "balancing-hub"
@@ -90,3 +91,45 @@ def service_import(member: Member, namespace: str, name: str) -> dict[str, Any] 
     found = member.kubectl("get", "serviceimports.multicluster.x-k8s.io", name, "-n", namespace, "-o", "json",
                            check=False)
     return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+M1_NODES = ("member-1-node-1", "member-1-node-2")
+M2_NODES = ("member-2-node-1", "member-2-node-2")
+
+
+def service_export(name: str, namespace: str, affinity: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if affinity:
+        metadata["annotations"] = {"balancing.elf.io/affinity": affinity}
+    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport", "metadata": metadata}
+
+
+def export_condition(member: Member, namespace: str, name: str, wanted: str) -> dict[str, Any]:
+    found = member.kubectl("get", "serviceexports.multicluster.x-k8s.io", name, "-n", namespace, "-o", "json",
+                           check=False)
+    if found.returncode != 0:
+        return {}
+    conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == wanted), {})
+
+
+def import_ip(member: Member, namespace: str, name: str) -> str:
+    def ready() -> str | None:
+        found = service_import(member, namespace, name)
+        ips = ((found or {}).get("spec") or {}).get("ips") or []
+        return str(ips[0]) if ips else None
+
+    return wait_for(ready, f"ServiceImport {namespace}/{name} in {member.cluster} with a clusterset IP", timeout=60)
+
+
+@pytest.fixture
+def exported(clusterset: ClusterSet, shared_namespace: str) -> str:
+    """web-1 and web-2 in member-2 behind Service web (TCP 80, UDP 53), exported; a client in member-1."""
+    m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
+    m2.echo_pods(shared_namespace, [("web-1", M2_NODES[0], {"app": "web"}), ("web-2", M2_NODES[1], {"app": "web"})])
+    m2.apply(service("web", shared_namespace, [{"name": "http", "port": 80, "targetPort": 8080},
+                                               {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}],
+                     {"app": "web"}),
+             service_export("web", shared_namespace))
+    m1.echo_pods(shared_namespace, [("client", M1_NODES[0], {"app": "client"})])
+    return shared_namespace

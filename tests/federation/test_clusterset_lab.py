@@ -10,53 +10,19 @@ from typing import Any
 
 import pytest
 
-from tests.federation.conftest import ClusterSet, service_import
+from tests.federation.conftest import (
+    M1_NODES,
+    M2_NODES,
+    ClusterSet,
+    export_condition,
+    import_ip,
+    service_export,
+    service_import,
+)
 from tests.member.conftest import Member, wait_for
 from tests.member.test_services_lab import reaches, service
 
 pytestmark = pytest.mark.lab
-
-M1_NODES = ("member-1-node-1", "member-1-node-2")
-M2_NODES = ("member-2-node-1", "member-2-node-2")
-
-
-def service_export(name: str, namespace: str, affinity: str | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-    if affinity:
-        metadata["annotations"] = {"balancing.elf.io/affinity": affinity}
-    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport", "metadata": metadata}
-
-
-def export_condition(member: Member, namespace: str, name: str, wanted: str) -> dict[str, Any]:
-    found = member.kubectl("get", "serviceexports.multicluster.x-k8s.io", name, "-n", namespace, "-o", "json",
-                           check=False)
-    if found.returncode != 0:
-        return {}
-    conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == wanted), {})
-
-
-def import_ip(member: Member, namespace: str, name: str) -> str:
-    def ready() -> str | None:
-        found = service_import(member, namespace, name)
-        ips = ((found or {}).get("spec") or {}).get("ips") or []
-        return str(ips[0]) if ips else None
-
-    return wait_for(ready, f"ServiceImport {namespace}/{name} in {member.cluster} with a clusterset IP", timeout=60)
-
-
-@pytest.fixture
-def exported(clusterset: ClusterSet, shared_namespace: str) -> str:
-    """web-1 and web-2 in member-2 behind Service web (TCP 80, UDP 53), exported; a client in member-1."""
-    m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
-    m2.echo_pods(shared_namespace, [("web-1", M2_NODES[0], {"app": "web"}), ("web-2", M2_NODES[1], {"app": "web"})])
-    m2.apply(service("web", shared_namespace, [{"name": "http", "port": 80, "targetPort": 8080},
-                                               {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}],
-                     {"app": "web"}),
-             service_export("web", shared_namespace))
-    m1.echo_pods(shared_namespace, [("client", M1_NODES[0], {"app": "client"})])
-    return shared_namespace
-
 
 def test_an_exported_service_is_reached_from_another_cluster(clusterset: ClusterSet, exported: str) -> None:
     m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
@@ -149,6 +115,9 @@ def test_a_member_that_claims_another_clusters_name_is_refused(clusterset: Clust
              "spec": {"cluster": "member-2", "namespace": "default", "serviceName": "spoof",
                       "ports": [{"port": 80}]}}
     token_kubeconfig = member_kubeconfig(clusterset, "member-1")
+    # A compromised member writes with its own credentials; its controller, which would delete what it
+    # did not export itself, is stopped so that the forged object stays for the hub to judge.
+    scale_controller(clusterset.members["member-1"], 0)
     created = hub.lab.kubectl("hub", "--kubeconfig", str(token_kubeconfig), "apply", "-f", "-",
                               input=json.dumps(spoof), check=False)
     assert created.returncode == 0, created.stderr  # its own namespace: allowed to write
@@ -162,8 +131,12 @@ def test_a_member_that_claims_another_clusters_name_is_refused(clusterset: Clust
         valid: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Valid"), {})
         return valid if valid.get("status") == "False" else None
 
-    assert wait_for(refused, "the spoofed export refused")["reason"] == "ClusterMismatch"
-    hub.kubectl("delete", "exportedservice", "member-2.default.spoof", "-n", "member-1")
+    try:
+        assert wait_for(refused, "the spoofed export refused")["reason"] == "ClusterMismatch"
+        assert all(service_import(m, "default", "spoof") is None for m in clusterset.members.values())
+    finally:
+        hub.kubectl("delete", "exportedservice", "member-2.default.spoof", "-n", "member-1", check=False)
+        scale_controller(clusterset.members["member-1"], 1)
 
 
 def member_kubeconfig(clusterset: ClusterSet, name: str) -> Any:

@@ -125,6 +125,48 @@ def test_a_silent_member_expires_on_time_and_returns_without_a_new_address() -> 
     assert [e.reason for e in hub.events_about("member-2")] == ["HeartbeatExpired", "Heartbeating"]
 
 
+def test_a_deaf_hub_expires_nobody_who_was_ready_and_gives_them_a_timeout_once_it_hears_again() -> None:
+    hub = two_members_exporting_web()
+    hub.reconciler.went_deaf()  # the hub's API server stopped answering: heartbeats cannot arrive
+    hub.settle(timedelta(minutes=5))
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("True", "Heartbeating")
+    assert len(hub.copies()) == 2, "fail-static: nothing leaves the catalogue while the hub is deaf"
+    heard = hub.now
+    hub.reconciler.heard(heard)
+    hub.heartbeat("member-1", hub.now + timedelta(seconds=5))
+    plan = hub.reconcile(timedelta(seconds=5))
+    assert plan.wake_at == heard + timedelta(seconds=40), "member-2 gets one timeout (40 s) from hearing again"
+    hub.heartbeat("member-1", heard + timedelta(seconds=35))
+    hub.settle(timedelta(seconds=35))
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("False", "HeartbeatExpired")
+    assert conditions(hub.get("MemberCluster", "member-1", "member-1"))["Ready"] == ("True", "Heartbeating")
+    assert hub.copies() == ["member-1.default.web-1"]
+
+
+def test_a_deaf_hub_does_not_bring_back_a_member_that_had_expired() -> None:
+    hub = two_members_exporting_web()
+    hub.heartbeat("member-1", T0 + timedelta(seconds=30))
+    hub.settle(timedelta(seconds=40))
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("False", "HeartbeatExpired")
+    hub.reconciler.went_deaf()
+    hub.settle(timedelta(seconds=1))
+    hub.reconciler.heard(hub.now)
+    hub.settle(timedelta(seconds=1))
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("False", "HeartbeatExpired")
+    assert hub.copies() == ["member-1.default.web-1"]
+
+
+def test_a_restarted_operator_gives_ready_members_one_timeout_to_be_heard() -> None:
+    hub = two_members_exporting_web()
+    hub.now += timedelta(minutes=5)  # the operator was away; the members' last heartbeats look old
+    hub.restart()
+    hub.heartbeat("member-1", hub.now)
+    hub.settle()
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("True", "Heartbeating")
+    hub.settle(timedelta(seconds=41))
+    assert conditions(hub.get("MemberCluster", "member-2", "member-2"))["Ready"] == ("False", "HeartbeatExpired")
+
+
 def test_the_hub_trusts_the_namespace_not_spec_cluster() -> None:
     hub = two_members_exporting_web()
     spoof = export("member-2", "db", namespace="member-1")  # member-1 claims to speak for member-2

@@ -34,11 +34,16 @@ def answers(member: Member, target: str, ip: str, port: int, count: int = 30, ki
 
 def reaches(member: Member, target: str, ip: str, port: int, expected: set[str], kind: str = "tcp") -> dict[str, int]:
     """Wait until every connect reaches one of `expected` and, over 30 connects, each of them."""
-    def check() -> dict[str, int] | None:
-        found = answers(member, target, ip, port, kind=kind)
-        return found if set(found) == expected else None
+    seen: list[dict[str, int]] = []
 
-    return wait_for(check, f"{target} -> {ip}:{port}/{kind} reaching exactly {sorted(expected)}")
+    def check() -> dict[str, int] | None:
+        seen[:] = [answers(member, target, ip, port, kind=kind)]
+        return seen[0] if set(seen[0]) == expected else None
+
+    try:
+        return wait_for(check, f"{target} -> {ip}:{port}/{kind} reaching exactly {sorted(expected)}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the last 30 connects answered {seen}") from None
 
 
 @pytest.fixture
