@@ -201,6 +201,11 @@ def cross_cluster(lab: Federation) -> int:
                  "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "web"}},
                                                  "toPorts": [{"port": "8080", "protocol": "TCP", "name": "http"}]}}}})
     for cluster in MEMBERS:
+        deadline = time.monotonic() + 120  # the member controller copies it from the hub first
+        while lab.kubectl(cluster, "get", "bp", f"hub.{CROSS_POLICY}", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"{cluster} has no copy hub.{CROSS_POLICY} of the hub's policy after 120 s")
+            time.sleep(0.5)
         lab.kubectl(cluster, "wait", "--for=condition=Ready", f"balancingpolicy/hub.{CROSS_POLICY}", "--timeout=120s")
         print(f"  {cluster}: " + lab.kubectl(cluster, "get", "bp", f"hub.{CROSS_POLICY}", "-o", "wide")
               .stdout.rstrip().replace("\n", "\n  "))

@@ -21,6 +21,7 @@ from member.policies import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POLICY_KIND_LABEL,
+    RESOLVED_LABEL,
     Binding,
     Policy,
     conflict_message,
@@ -84,6 +85,20 @@ def selected_endpoints(policy: Policy, pods: Iterable[Obj]) -> list[dict[str, An
         if endpoint is not None:
             endpoints.append(endpoint)
     return sorted(endpoints, key=lambda e: (e["addresses"][0], e["targetRef"]["uid"] or ""))
+
+
+def remote_endpoints(slices: Iterable[Obj]) -> dict[str, list[dict[str, Any]]]:
+    """Other clusters' endpoints of each policy ("Kind/name"), from the slices the clusterset link imported."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for endpoint_slice in slices:
+        labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
+        if labels.get(RESOLVED_LABEL) != "true" or POLICY_NAME_LABEL not in labels or POLICY_KIND_LABEL not in labels:
+            continue
+        ref = f"{labels[POLICY_KIND_LABEL]}/{labels[POLICY_NAME_LABEL]}"
+        found.setdefault(ref, []).extend(
+            {**endpoint, "conditions": {"ready": (endpoint.get("conditions") or {}).get("ready") is not False}}
+            for endpoint in endpoint_slice.get("endpoints") or [] if endpoint.get("addresses"))
+    return found
 
 
 def slice_name(policy: Policy, index: int) -> str:
@@ -225,7 +240,7 @@ def policy_status(
             conditions.append(_condition("Ready", False, "NoNodes", message, generation))
             events.append(("Warning", "NoNodes", message))
         elif count == 0:
-            message = "the backend selects no ready pod in the cluster" if _selector(policy) is not None else \
+            message = "the backend selects no ready pod in any member cluster" if _selector(policy) is not None else \
                 "the backend has no address"
             conditions.append(_condition("Ready", False, "NoBackends", message, generation))
             events.append(("Warning", "NoBackends", message))

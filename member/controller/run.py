@@ -26,7 +26,14 @@ from crds import DEFAULT_CATALOGUE_NAMESPACE, BalancingPolicy, InvalidObjectErro
 from member import kube
 from member.agent.services import PROXIED_PROTOCOLS
 from member.controller.clusterset import LOCAL_KINDS, ClusterSetLink, HubSettings, hub_kinds
-from member.controller.plan import NodeReport, desired_slices, policy_status, selected_endpoints, slice_content
+from member.controller.plan import (
+    NodeReport,
+    desired_slices,
+    policy_status,
+    remote_endpoints,
+    selected_endpoints,
+    slice_content,
+)
 from member.observability import LATENCY_BUCKETS, Health, serve
 from member.policies import RESOLVED_LABEL, Policy, node_proxy_ipv4, resolve_bindings, service_frontend
 
@@ -191,10 +198,12 @@ class Controller:
         pods = list(self.objects["Pod"].values())
         self._write_slices(desired_slices(bindings, pods, self.settings.namespace))
         reports = self._node_reports()
+        remote = remote_endpoints(self.objects["EndpointSlice"].values())
         self.policies_ready.clear()
         for ref, policy in policies.items():
             binding = bindings.get(ref)
-            endpoints = selected_endpoints(policy, pods) if binding is not None and not binding.in_conflict else []
+            endpoints = [*selected_endpoints(policy, pods), *remote.get(ref, [])] \
+                if binding is not None and not binding.in_conflict else []
             matcher = policy.spec.frontend.service_matcher
             exists = matcher is None or f"{matcher.namespace}/{matcher.service_name}" in services
             plan = policy_status(binding, policy, bindings, endpoints, self.objects["Node"],

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from crds import FederatedEndpointSlice, FederatedService, NodeTunnelEndpoint, parse_object
+from crds import BalancingPolicy, FederatedEndpointSlice, FederatedService, NodeTunnelEndpoint, parse_object
 from member.agent.services import import_frontends
 from member.controller.exports import check_export, cluster_pod_cidrs, plan_exports
 from member.controller.imports import plan_imports
+from member.controller.plan import NodeReport, policy_status, remote_endpoints
+from member.policies import resolve_bindings
 from tests.member.agent.objects import endpoint, endpoint_slice, node, service
 
 CLUSTER = "member-1"
@@ -164,3 +166,32 @@ def test_an_import_uses_local_endpoints_only_when_this_cluster_exports_it() -> N
     elsewhere = {**IMPORT, "status": {"clusters": [{"cluster": "member-2"}]}}
     ((_tier, spec),) = import_frontends(elsewhere, LOCAL, REMOTE, "member-1", "n1", "").frontends
     assert {b.ip for b in spec.backends} == {"10.102.1.5"}
+
+
+def test_a_hub_policy_with_backends_only_in_other_clusters_is_ready() -> None:
+    """member-1 selects no local pod; the link imported member-2's pods as resolved slices."""
+    policy = parse_object({
+        "apiVersion": "balancing.elf.io/v1beta1", "kind": "BalancingPolicy",
+        "metadata": {"name": "hub.web", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"frontend": {"addressMatcher": {"ip": "169.254.100.10", "toPorts": [{"port": "80"}]}},
+                 "backend": {"serviceEndpoint": {"endpointSelector": {"matchLabels": {"app": "web"}},
+                                                 "toPorts": [{"port": "8080"}]}}}})
+    assert isinstance(policy, BalancingPolicy)
+    remote_slice = {"metadata": {"name": "r", "labels": {
+        "balancing.elf.io/policy-kind": "BalancingPolicy", "balancing.elf.io/policy-name": "hub.web",
+        "balancing.elf.io/resolved": "true", "multicluster.kubernetes.io/source-cluster": "member-2"}},
+        "endpoints": [{"addresses": ["10.102.1.3"], "conditions": {"ready": True}},
+                      {"addresses": ["10.102.2.4"], "conditions": {"ready": False}}]}
+    local_slice = {**remote_slice, "metadata": {"name": "l", "labels": {
+        "balancing.elf.io/policy-kind": "BalancingPolicy", "balancing.elf.io/policy-name": "hub.web"}}}
+    remote = remote_endpoints([remote_slice, local_slice])
+    assert [e["addresses"] for e in remote["BalancingPolicy/hub.web"]] == [["10.102.1.3"], ["10.102.2.4"]]
+    bindings = resolve_bindings([policy], lambda _namespace, _name: None)
+    nodes = {"member-1-node-1": node("member-1-node-1", "172.30.1.11")}
+    report = {"member-1-node-1": NodeReport("Programmed", 1, 1)}
+    status = policy_status(bindings["BalancingPolicy/hub.web"], policy, bindings, remote["BalancingPolicy/hub.web"],
+                           nodes, report, True).status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], status["backendCount"]) == ("True", "Programmed", 1)
+    alone = policy_status(bindings["BalancingPolicy/hub.web"], policy, bindings, [], nodes, report, True).status
+    assert next(c for c in alone["conditions"] if c["type"] == "Ready")["reason"] == "NoBackends"
