@@ -141,9 +141,9 @@ def slice_ports(port: int) -> list[dict[str, Any]]:
     return [{"name": "http", "port": port, "protocol": "TCP"}]
 
 
-def endpoint_slice(name: str, addresses: Sequence[str]) -> dict[str, Any]:
+def endpoint_slice(name: str, addresses: Sequence[str], namespace: str = NAMESPACE) -> dict[str, Any]:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": name}},
+            "metadata": {"name": name, "namespace": namespace, "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4", "ports": slice_ports(TARGET_PORT), "endpoints": endpoints(addresses)}
 
 
@@ -151,8 +151,8 @@ def services_path() -> str:
     return f"/api/v1/namespaces/{NAMESPACE}/services"
 
 
-def slices_path() -> str:
-    return f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+def slices_path(namespace: str = NAMESPACE) -> str:
+    return f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
 
 
 def create(api: kube.Api, path: str, body: dict[str, Any]) -> None:
@@ -188,7 +188,7 @@ def ensure_services(api: kube.Api, count: int) -> float:
     return time.perf_counter() - started
 
 
-def set_probe_endpoints(api: kube.Api, accepting: bool) -> float:
+def set_probe_endpoints(api: kube.Api, accepting: bool, namespace: str = NAMESPACE) -> float:
     """Patch the probe's slice to the accepting or the refusing endpoints, stamped with the trigger time; returns
     that time."""
     trigger = time.time()
@@ -196,7 +196,7 @@ def set_probe_endpoints(api: kube.Api, accepting: bool) -> float:
     body = {"metadata": {"annotations": {TRIGGER_TIME: stamp}},
             "endpoints": endpoints(ACCEPTING if accepting else REFUSING),
             "ports": slice_ports(TARGET_PORT if accepting else REFUSED_PORT)}
-    api.request("PATCH", f"{slices_path()}/{PROBE}", body=body, content_type="application/merge-patch+json")
+    api.request("PATCH", f"{slices_path(namespace)}/{PROBE}", body=body, content_type="application/merge-patch+json")
     return trigger
 
 

@@ -96,12 +96,7 @@ def install(lab: Federation) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     for cluster in MEMBERS:
         step(f"balancing hub add-member {cluster}, then helm install the member chart with what it prints")
-        values = workdir / f"{cluster}.values.yaml"
-        joined = subprocess.run([sys.executable, "-m", "balancing", "hub", "add-member", cluster, "--kubeconfig",
-                                 str(lab.kubeconfig("hub"))], capture_output=True, text=True, timeout=120)
-        if joined.returncode != 0:
-            raise LabError(f"balancing hub add-member {cluster}: {joined.stderr.strip()}")
-        values.write_text(joined.stdout)
+        values = add_member(lab, cluster, workdir)
         helm(lab, cluster, "upgrade", "--install", RELEASE, str(REPO / "charts" / "member"), "-n", SYSTEM,
              "--create-namespace", "-f", str(values), "--wait", "--timeout", "180s")
         print(lab.kubectl(cluster, "get", "pods", "-n", SYSTEM, "-o", "wide").stdout.rstrip())
@@ -113,6 +108,17 @@ def install(lab: Federation) -> None:
     while time.monotonic() < deadline and not all(_meshed(lab, cluster) for cluster in MEMBERS):
         time.sleep(1.0)
     print(lab.kubectl("hub", "get", "memberclusters,nodetunnelendpoints", "-A").stdout.rstrip())
+
+
+def add_member(lab: Federation, cluster: str, directory: Path) -> Path:
+    """`balancing hub add-member CLUSTER`; returns the values file it printed, for the member chart."""
+    values = directory / f"{cluster}.values.yaml"
+    joined = subprocess.run([sys.executable, "-m", "balancing", "hub", "add-member", cluster, "--kubeconfig",
+                             str(lab.kubeconfig("hub"))], capture_output=True, text=True, timeout=120)
+    if joined.returncode != 0:
+        raise LabError(f"balancing hub add-member {cluster}: {joined.stderr.strip()}")
+    values.write_text(joined.stdout)
+    return values
 
 
 def _meshed(lab: Federation, cluster: str) -> bool:
@@ -133,9 +139,8 @@ def seed_policies(lab: Federation) -> dict[str, str]:
             for name, node in SEED_PODS.items()]
     kubectl_apply(lab, cluster, *pods)
     wait_ready(lab, cluster, SEED_NAMESPACE, list(SEED_PODS))
-    for node in lab.nodes(cluster):  # nodeProxy mode: the node proxy address, here set by hand (seed 000)
-        lab.kubectl(cluster, "annotate", "node", node.name, f"balancing.elf.io/nodeProxyIpv4={node.underlay_ip}",
-                    "--overwrite")
+    # nodeProxy mode reaches the http-redirect pods' hostPort 20080 on each node's proxy IPv4, which the hub
+    # allocated and the member controller wrote on the Node (balancing.elf.io/nodeProxyIpv4).
     print(lab.kubectl(cluster, "apply", "-f", str(SEEDS)).stdout.rstrip())
     names = [f"balancingpolicy/{p.stem.split('-', 2)[2]}" for p in sorted(SEEDS.glob("000-*.yaml"))] + \
             [f"localredirectpolicy/{p.stem.split('-', 2)[2]}" for p in sorted(SEEDS.glob("003-*.yaml"))]
@@ -250,15 +255,20 @@ def undo(lab: Federation) -> None:
         lab.kubectl("member-1", "annotate", "node", node.name, "balancing.elf.io/nodeProxyIpv4-", check=False)
     for cluster in MEMBERS:
         lab.kubectl(cluster, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", check=False)
-        helm(lab, cluster, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
-        for node in lab.nodes(cluster):  # what the agents leave running on purpose: datapath and tunnel
-            subprocess.run([sys.executable, "-m", "balancing", "datapath", "detach", "--bpffs",
-                            str(node.bpffs / "balancing"), "--cgroup", str(node.cgroup)], capture_output=True,
-                           timeout=60, check=False)
-            subprocess.run([sys.executable, "-m", "balancing", "datapath", "tunnel", "down", "--node", node.name],
-                           capture_output=True, timeout=60, check=False,
-                           env={**os.environ, "BALANCING_NODE_INDEX_DIR": str(NODE_INDEX_DIR)})
+        uninstall_member(lab, cluster)
     helm(lab, "hub", "uninstall", HUB_RELEASE, "-n", SYSTEM, "--wait", check=False)
+
+
+def uninstall_member(lab: Federation, cluster: str) -> None:
+    """`helm uninstall` the member chart, then what its agents leave running on purpose: datapath and tunnel."""
+    helm(lab, cluster, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
+    for node in lab.nodes(cluster):
+        subprocess.run([sys.executable, "-m", "balancing", "datapath", "detach", "--bpffs",
+                        str(node.bpffs / "balancing"), "--cgroup", str(node.cgroup)], capture_output=True,
+                       timeout=60, check=False)
+        subprocess.run([sys.executable, "-m", "balancing", "datapath", "tunnel", "down", "--node", node.name],
+                       capture_output=True, timeout=60, check=False,
+                       env={**os.environ, "BALANCING_NODE_INDEX_DIR": str(NODE_INDEX_DIR)})
 
 
 def main() -> int:

@@ -161,16 +161,17 @@ def create_pod_network(node: NodeRecord, network: PodNetwork) -> None:
     host.run(["ip", "-n", node.netns, "addr", "replace", f"{POD_GATEWAY_IP}/32", "dev", node_side])
     host.run(["ip", "-n", node.netns, "link", "set", node_side, "up"])
     host.run(["ip", "-n", node.netns, "route", "replace", f"{network.ip}/32", "dev", node_side])
-    for rule in _host_port_rules(node, network):
+    for rule in _host_port_rules(network):
         try:
             host.ns_run(node.netns, ["iptables", "-t", "nat", "-C", *rule])
         except host.LabError:  # not present yet
             host.ns_run(node.netns, ["iptables", "-t", "nat", "-A", *rule])
 
 
-def _host_port_rules(node: NodeRecord, network: PodNetwork) -> list[list[str]]:
+def _host_port_rules(network: PodNetwork) -> list[list[str]]:
+    """As the CNI portmap plugin: any address of the node (its underlay IP, a tunnel's proxy IP, loopback)."""
     return [
-        [chain, "-p", port.protocol, "-d", node.underlay_ip, "--dport", str(port.host_port),
+        [chain, "-p", port.protocol, "-m", "addrtype", "--dst-type", "LOCAL", "--dport", str(port.host_port),
          "-j", "DNAT", "--to-destination", f"{network.ip}:{port.container_port}",
          "-m", "comment", "--comment", f"lab-hostport {network.pod_uid}"]
         for port in network.host_ports
@@ -184,7 +185,7 @@ def delete_pod_network(node: NodeRecord | None, network: PodNetwork) -> None:
         host.run(["ip", "-n", node.netns, "link", "del", network.veth], check=False)
     host.netns_delete(network.netns)
     if node:
-        for rule in _host_port_rules(node, network):
+        for rule in _host_port_rules(network):
             host.ns_run(node.netns, ["iptables", "-t", "nat", "-D", *rule], check=False)
         host.ns_run(node.netns, ["ip", "route", "del", f"{network.ip}/32"], check=False)
         release_pod_ip(node, network.ip)

@@ -4,16 +4,14 @@ add-member` for each member, the member chart with the values it prints. No kube
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab.demo import add_member
 from lab.testing import Federation
 from tests.member.conftest import CHARTS, NAMESPACE, Member, helm, wait_for
 from tests.member.test_services_lab import service
@@ -40,15 +38,6 @@ class ClusterSet:
     def ready(self, name: str) -> bool:
         conditions = (self.member_cluster(name).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def add_member(lab: Federation, name: str, directory: Path) -> Path:
-    result = subprocess.run([sys.executable, "-m", "balancing", "hub", "add-member", name, "--kubeconfig",
-                             str(lab.kubeconfig("hub"))], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    values = directory / f"{name}.yaml"
-    values.write_text(result.stdout)
-    return values
 
 
 @pytest.fixture(scope="package")
