@@ -87,7 +87,8 @@ def _start(cluster: str, role: str, argv: list[str]) -> ProcessRecord:
 
 
 def start(cluster: str) -> ClusterRecord:
-    """Start (or restart the missing parts of) one cluster's control plane; does not wait."""
+    """Start one cluster's etcd and kube-apiserver; does not wait. `start_controllers` follows once the
+    apiserver is ready (kube-controller-manager exits at once when it cannot reach it)."""
     files = _prepare(cluster)
     addressing = ClusterAddressing(cluster)
     directory = cluster_dir(cluster)
@@ -117,6 +118,19 @@ def start(cluster: str) -> ClusterRecord:
             "--enable-priority-and-fairness=false", "--profiling=false",
             "--event-ttl=1h", "--v=1",
         ]),
+    ]
+    return ClusterRecord(
+        name=cluster, kubeconfig=str(files["kubeconfig"]), apiserver_url=apiserver_url(cluster),
+        processes=processes,
+    )
+
+
+def start_controllers(record: ClusterRecord) -> None:
+    """Start kube-controller-manager and kube-scheduler of a cluster whose apiserver is ready."""
+    cluster = record.name
+    files = _prepare(cluster)
+    addressing = ClusterAddressing(cluster)
+    record.processes += [
         _start(cluster, "kube-controller-manager", [
             str(tool_path("kube-controller-manager")),
             f"--kubeconfig={files['kubeconfig']}",
@@ -140,10 +154,6 @@ def start(cluster: str) -> ClusterRecord:
             "--leader-elect=false", "--profiling=false", "--v=1",
         ]),
     ]
-    return ClusterRecord(
-        name=cluster, kubeconfig=str(files["kubeconfig"]), apiserver_url=apiserver_url(cluster),
-        processes=processes,
-    )
 
 
 def _ssl_context(cluster: str) -> ssl.SSLContext:

@@ -63,6 +63,11 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
     finally:
         state.save()  # the processes that did start, for `down`
     controlplane.wait_all_ready([state.clusters[cluster] for cluster in unhealthy])
+    try:
+        _in_parallel(unhealthy, lambda cluster: controlplane.start_controllers(state.clusters[cluster]))
+    finally:
+        state.save()
+    controlplane.wait_all_ready([state.clusters[cluster] for cluster in unhealthy])
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in crd_files())).hexdigest()
 
     def apply_crds(cluster: str) -> None:
