@@ -900,6 +900,31 @@ STATUS_CASES: tuple[InvalidCase, ...] = (
         ),
         "status.peers[0].publicKey",
     ),
+    InvalidCase(
+        "nte-status-peer-accepted-ip",
+        "a same-cluster peer's accepted network has host bits set",
+        _namespaced(
+            "NodeTunnelEndpoint",
+            "member-1.member-1-node-9",
+            f"""
+            cluster: member-1
+            node: member-1-node-9
+            publicKey: {KEY}
+            endpoint: 172.30.1.11:51820
+            """,
+            status=f"""
+            proxyIPv4: 100.96.0.1
+            peers:
+              - cluster: member-1
+                node: member-1-node-2
+                publicKey: {KEY}
+                endpoint: 172.30.1.12:51820
+                allowedIPs: [100.96.0.2/32]
+                acceptedIPs: [10.101.2.5/24]
+            """,
+        ),
+        "status.peers[0].acceptedIPs[0]",
+    ),
 )
 
 ALL_CASES = POLICY_CASES + FEDERATION_CASES + STATUS_CASES
