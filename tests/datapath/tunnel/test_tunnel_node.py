@@ -293,7 +293,8 @@ def test_a_pod_reaches_a_same_cluster_nodes_proxy_ip_because_its_source_is_accep
     # route-conflict check let be (it is routed by someone else, and only accepted from the tunnel)
     assert routes(topology, "m1n2") == ["100.96.0.1 dev bfwg0 scope link src 100.96.0.2"]
     assert "dev eth0" in b.run(["ip", "route", "get", str(a.pod_ip)]).stdout
-    (peer,) = topology.status("m1n2")["peers"]  # type: ignore[misc]
+    peers: list[dict[str, Any]] = topology.status("m1n2")["peers"]  # type: ignore[assignment]
+    (peer,) = peers
     assert (peer["allowed_ips"], peer["accepted_ips"]) == (["100.96.0.1/32"], ["10.101.1.0/24"])
     assert "10.101.1.0/24" in topology.cli("status", "m1n2").stdout
 
