@@ -739,7 +739,20 @@ class TunnelPeer(ApiModel):
     endpoint: UnderlayEndpoint
     allowed_ips: Annotated[
         list[IPv4CIDR], Field(max_length=MAX_ALLOWED_IPS, json_schema_extra=LIST_SET), unique_by()
-    ] = Field(default_factory=list, alias="allowedIPs", description="The peer's pod CIDRs and proxy IP (/32).")
+    ] = Field(
+        default_factory=list,
+        alias="allowedIPs",
+        description="Networks routed through the tunnel to this peer: its proxy IP (/32) and, when it is in another"
+        " cluster, its pod CIDRs.",
+    )
+    accepted_ips: (
+        Annotated[list[IPv4CIDR], Field(max_length=MAX_ALLOWED_IPS, json_schema_extra=LIST_SET), unique_by()] | None
+    ) = Field(
+        default=None,
+        alias="acceptedIPs",
+        description="Networks accepted from this peer but not routed through the tunnel (a same-cluster peer's pod"
+        " CIDRs: the cluster network routes them).",
+    )
     persistent_keepalive_seconds: Annotated[Int, Field(ge=0, le=65535)] | None = Field(
         default=None, description="WireGuard persistent keepalive; unset or 0 disables it."
     )

@@ -11,8 +11,11 @@ the API or the kernel.
   already held is kept, is never handed to a second node, and an exhausted pool is reported with the
   nodes left out.
 - `plan_peers`: every node's peer set for a full mesh. A peer in another cluster carries its pod
-  CIDRs and its proxy IP; a peer in the same cluster only its proxy IP (pod-to-pod inside a cluster is
-  the cluster network's job), unless `same_cluster_pod_cidrs` is set.
+  CIDRs and its proxy IP as allowed (routed) IPs. A peer in the same cluster carries only its proxy IP
+  as allowed IP (pod-to-pod inside a cluster is the cluster network's job) and its pod CIDRs as
+  accepted IPs: a pod there that connects to this node's proxy IP is routed into the tunnel by its
+  node, so its pod address must pass WireGuard's source check here, but nothing is routed back
+  (the reply takes the cluster network). `same_cluster_pod_cidrs` routes them instead.
 - `plan_mesh`: all three in one call.
 """
 
@@ -193,7 +196,9 @@ def allocate_proxy_ips(
 # --- peers ---------------------------------------------------------------------------------------------
 
 
-def _peer(endpoint: NodeTunnelEndpoint, allowed_ips: list[str], keepalive_seconds: int) -> TunnelPeer:
+def _peer(
+    endpoint: NodeTunnelEndpoint, allowed_ips: list[str], accepted_ips: list[str], keepalive_seconds: int
+) -> TunnelPeer:
     # The fields come from a validated NodeTunnelEndpoint: no need to check them again, which at 500
     # nodes would cost more than the whole plan.
     spec = endpoint.spec
@@ -203,6 +208,7 @@ def _peer(endpoint: NodeTunnelEndpoint, allowed_ips: list[str], keepalive_second
         public_key=spec.public_key,
         endpoint=spec.endpoint,
         allowed_ips=allowed_ips,
+        accepted_ips=accepted_ips or None,
         persistent_keepalive_seconds=keepalive_seconds,
     )
 
@@ -217,7 +223,9 @@ def plan_peers(
     """Every node's peer set for a full mesh, peers sorted by (cluster, node).
 
     Each node is one TunnelPeer object as other clusters see it and one as its own cluster sees it,
-    shared by every peer list (treat them as read-only).
+    shared by every peer list (treat them as read-only). A same-cluster node without a proxy IP is
+    still a peer of its cluster for its pod CIDRs (accepted only), so its pods reach the other nodes'
+    proxy IPs.
     """
     ordered = sorted(endpoints, key=key_of)
     across: dict[NodeKey, TunnelPeer] = {}
@@ -227,9 +235,12 @@ def plan_peers(
         proxy = proxy_ips.get(key)
         proxy_cidrs = [f"{proxy}/32"] if proxy is not None else []
         pod_cidrs = [str(_network(key, cidr)) for cidr in endpoint.spec.pod_cidrs]
-        across[key] = _peer(endpoint, pod_cidrs + proxy_cidrs, keepalive_seconds)
-        inside_ips = pod_cidrs + proxy_cidrs if same_cluster_pod_cidrs else proxy_cidrs
-        inside[key] = _peer(endpoint, inside_ips, keepalive_seconds) if inside_ips else None
+        across[key] = _peer(endpoint, pod_cidrs + proxy_cidrs, [], keepalive_seconds)
+        if same_cluster_pod_cidrs:
+            routed, accepted = pod_cidrs + proxy_cidrs, []
+        else:
+            routed, accepted = proxy_cidrs, pod_cidrs
+        inside[key] = _peer(endpoint, routed, accepted, keepalive_seconds) if routed or accepted else None
     plan: dict[NodeKey, list[TunnelPeer]] = {}
     for key in across:
         peers: list[TunnelPeer] = []

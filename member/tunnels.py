@@ -13,7 +13,7 @@ from datapath.tunnel import DEFAULT_LISTEN_PORT
 
 
 class PeerLike(Protocol):
-    """A planned peer: hub.mesh.PlannedPeer and crds' TunnelPeer both fit."""
+    """A planned peer, such as crds' TunnelPeer."""
 
     @property
     def cluster(self) -> str: ...
@@ -25,6 +25,8 @@ class PeerLike(Protocol):
     def endpoint(self) -> str: ...
     @property
     def allowed_ips(self) -> Iterable[str]: ...
+    @property
+    def accepted_ips(self) -> Iterable[str] | None: ...
     @property
     def persistent_keepalive_seconds(self) -> int | None: ...
 
@@ -40,6 +42,7 @@ def tunnel_state(proxy_ipv4: str, peers: Iterable[PeerLike], listen_port: int = 
                 "publicKey": peer.public_key,
                 "endpoint": peer.endpoint,
                 "allowedIPs": [str(address) for address in peer.allowed_ips],
+                "acceptedIPs": [str(address) for address in peer.accepted_ips or ()],
                 "persistentKeepaliveSeconds": peer.persistent_keepalive_seconds or 0,
             }
             for peer in peers

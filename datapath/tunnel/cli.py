@@ -124,7 +124,7 @@ def format_status(status: TunnelStatus) -> str:
     ]
     if status.fenced_routes:
         lines.append(f"  unreachable (removed peers): {', '.join(status.fenced_routes)}")
-    header = ("PEER", "PUBLIC KEY", "ENDPOINT", "ALLOWED IPS", "HANDSHAKE", "RX", "TX")
+    header = ("PEER", "PUBLIC KEY", "ENDPOINT", "ALLOWED IPS", "ACCEPTED IPS", "HANDSHAKE", "RX", "TX")
     rows = [header]
     for peer in status.peers:
         age = f"{peer.handshake_age_seconds:.0f}s ago" if peer.handshake_age_seconds is not None else "never"
@@ -134,6 +134,7 @@ def format_status(status: TunnelStatus) -> str:
                 peer.public_key[:12] + "...",
                 peer.endpoint or "-",
                 ",".join(peer.allowed_ips) or "-",
+                ",".join(peer.accepted_ips) or "-",
                 age,
                 str(peer.rx_bytes),
                 str(peer.tx_bytes),

@@ -7,7 +7,10 @@ desired state, and changes only the difference:
   not change keep their sessions and their traffic; an update sends only the attributes that differ;
 - additions and updates go before removals in the same `wg set`, so an allowed IP moving from an old
   peer to a new one (a key rotation) is never unrouted;
-- routes and the proxy address are diffed the same way.
+- routes and the proxy address are diffed the same way. Only a peer's allowed IPs are routed; its
+  accepted IPs (a same-cluster peer's pod CIDRs, which the cluster network routes) are only in
+  WireGuard's allowed-ips, so the peer may send from them: they get no route, no route-conflict check
+  and no fence.
 
 Everything is validated before the first change, so a bad state leaves the running config untouched.
 A manager that restarts finds the interface and its peers as they were and changes nothing.
@@ -91,7 +94,8 @@ class PeerStatus:
     public_key: str
     label: str
     endpoint: str | None
-    allowed_ips: list[str]
+    allowed_ips: list[str]  # routed to the peer through the interface
+    accepted_ips: list[str]  # in WireGuard's allowed-ips for the peer, but not routed to it
     latest_handshake: int  # unix seconds, 0 is never
     handshake_age_seconds: float | None
     rx_bytes: int
@@ -235,6 +239,16 @@ class TunnelManager:
         dump = device.control(runtime).dump()
         status.public_key = dump.public_key
         status.listen_port = dump.listen_port
+        with netlink.netlink(self.node.netns) as nl:
+            index = netlink.link_index(nl, device.interface)
+            if index is not None:
+                addresses = netlink.ipv4_addresses(nl, index)
+                status.proxy_ipv4 = str(min(addresses).ip) if addresses else None
+            ours = netlink.dump_routes(nl)[0]
+        for route in sorted(ours.values(), key=lambda r: str(r.destination)):
+            kind = status.fenced_routes if route.kind == netlink.RTN_UNREACHABLE else status.tunnel_routes
+            kind.append(str(route.destination))
+        routed = {net for net, route in ours.items() if route.kind == netlink.RTN_UNICAST and route.oif == index}
         labels = self._applied_labels()
         now = time.time()
         for peer in sorted(dump.peers.values(), key=lambda p: labels.get(p.public_key, p.public_key)):
@@ -243,7 +257,8 @@ class TunnelManager:
                     public_key=peer.public_key,
                     label=labels.get(peer.public_key, ""),
                     endpoint=peer.endpoint,
-                    allowed_ips=[str(net) for net in peer.allowed_ips],
+                    allowed_ips=[str(net) for net in peer.allowed_ips if net in routed],
+                    accepted_ips=[str(net) for net in peer.allowed_ips if net not in routed],
                     latest_handshake=peer.latest_handshake,
                     handshake_age_seconds=round(now - peer.latest_handshake, 1) if peer.latest_handshake else None,
                     rx_bytes=peer.rx_bytes,
@@ -251,20 +266,15 @@ class TunnelManager:
                     persistent_keepalive=peer.persistent_keepalive,
                 )
             )
-        with netlink.netlink(self.node.netns) as nl:
-            index = netlink.link_index(nl, device.interface)
-            if index is not None:
-                addresses = netlink.ipv4_addresses(nl, index)
-                status.proxy_ipv4 = str(min(addresses).ip) if addresses else None
-            for route in sorted(netlink.dump_routes(nl)[0].values(), key=lambda r: str(r.destination)):
-                kind = status.fenced_routes if route.kind == netlink.RTN_UNREACHABLE else status.tunnel_routes
-                kind.append(str(route.destination))
         return status
 
     # -- steps of apply ----------------------------------------------------------------------------
 
     def _check_route_conflicts(self, state: TunnelState, foreign: dict[IPNetwork, netlink.Route]) -> None:
-        """A peer network that someone else already routes (same prefix, main table) is refused up front."""
+        """A peer network that someone else already routes (same prefix, main table) is refused up front.
+
+        Only the networks the tunnel routes (allowed IPs): an accepted network is routed by someone else.
+        """
         problems = []
         for position, peer in enumerate(state.peers):
             for net in peer.allowed_ips:
@@ -315,11 +325,14 @@ class TunnelManager:
                 netlink.route_to_tunnel(nl, net, index, state.proxy_ipv4)
                 result.routes_set += 1
         wanted_set = set(wanted)
+        accepted = [net for peer in state.peers for net in peer.accepted_ips]
         for net, route in ours.items():
             if net in wanted_set:
                 continue
-            if _covered(net, wanted):
-                netlink.delete_route(nl, route)  # a fence inside a network that a peer claims again
+            if _covered(net, wanted) or _covered(net, accepted):
+                # a fence inside a network that a peer claims again, or a network now only accepted from a
+                # peer: the cluster network routes it, and a fence would cut it off
+                netlink.delete_route(nl, route)
                 result.routes_deleted += 1
             elif route.kind != netlink.RTN_UNREACHABLE:
                 netlink.route_unreachable(nl, net)

@@ -28,6 +28,7 @@ MAIN_TABLE = 254
 RTN_UNICAST = 1
 RTN_UNREACHABLE = 7
 SCOPE_LINK = 253
+SCOPE_NOWHERE = 255  # in a delete request: match a route of any scope
 
 
 @contextmanager
@@ -127,7 +128,9 @@ def route_unreachable(nl: Any, destination: IPNetwork) -> None:
 
 def delete_route(nl: Any, route: Route) -> None:
     try:
-        nl.route("del", dst=str(route.destination), proto=ROUTE_PROTO, table=MAIN_TABLE, type=route.kind)
+        nl.route(
+            "del", dst=str(route.destination), proto=ROUTE_PROTO, table=MAIN_TABLE, type=route.kind, scope=SCOPE_NOWHERE
+        )
     except NetlinkError as error:
         if error.code != errno.ESRCH:
             raise TunnelError(f"cannot delete route {route.destination}: {error}") from None

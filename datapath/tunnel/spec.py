@@ -14,8 +14,17 @@ File format (YAML or JSON; documented in docs/tunnels.md):
         node: member-2-node-1
         publicKey: <44 characters of base64>
         endpoint: 172.30.2.11:51820
-        allowedIPs: [10.102.1.0/24, 100.96.0.2/32]
+        allowedIPs: [10.102.1.0/24, 100.96.0.2/32]  # routed into the tunnel to this peer
         persistentKeepaliveSeconds: 25 # optional, default 25; 0 turns it off
+      - cluster: member-1       # a peer in this node's own cluster
+        node: member-1-node-2
+        publicKey: <44 characters of base64>
+        endpoint: 172.30.1.12:51820
+        allowedIPs: [100.96.0.3/32]
+        acceptedIPs: [10.101.2.0/24]  # optional: accepted from this peer, never routed to it
+
+A peer's allowed and accepted IPs together are WireGuard's allowed-ips for it (the sources it may
+send from); only the allowed IPs get kernel routes through the interface.
 """
 
 from __future__ import annotations
@@ -41,7 +50,16 @@ KEY_BYTES = 32
 
 _INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _STATE_FIELDS = {"interface", "listenPort", "proxyIPv4", "podCIDRs", "peers"}
-_PEER_FIELDS = {"name", "cluster", "node", "publicKey", "endpoint", "allowedIPs", "persistentKeepaliveSeconds"}
+_PEER_FIELDS = {
+    "name",
+    "cluster",
+    "node",
+    "publicKey",
+    "endpoint",
+    "allowedIPs",
+    "acceptedIPs",
+    "persistentKeepaliveSeconds",
+}
 
 
 def check_key(text: object) -> str:
@@ -94,13 +112,19 @@ class Endpoint:
 class PeerSpec:
     public_key: str
     endpoint: Endpoint
-    allowed_ips: tuple[IPNetwork, ...]  # sorted, de-duplicated
+    allowed_ips: tuple[IPNetwork, ...]  # routed through the tunnel to this peer; sorted, de-duplicated
     persistent_keepalive: int = DEFAULT_KEEPALIVE  # seconds; 0 is off
     label: str = ""
+    accepted_ips: tuple[IPNetwork, ...] = ()  # accepted from this peer, never routed; sorted, de-duplicated
 
     @property
     def description(self) -> str:
         return self.label or self.public_key[:8]
+
+    @property
+    def wireguard_ips(self) -> tuple[IPNetwork, ...]:
+        """WireGuard's allowed-ips of the peer: what it may send from, routed or only accepted."""
+        return tuple(sorted({*self.allowed_ips, *self.accepted_ips}, key=_network_sort_key))
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,7 @@ class TunnelState:
         self.peer_index.update({peer.public_key: peer for peer in self.peers})
 
     def routed_networks(self) -> list[IPNetwork]:
-        """Every network that goes into the tunnel: the union of the peers' allowed IPs."""
+        """Every network that goes into the tunnel: the union of the peers' allowed IPs (not accepted IPs)."""
         return sorted({net for peer in self.peers for net in peer.allowed_ips}, key=_network_sort_key)
 
 
@@ -257,12 +281,15 @@ def _parse_peer(index: int, raw: object, problems: list[str]) -> PeerSpec | None
         except ValueError as error:
             problems.append(f"{where}: {error}")
 
-    allowed: set[IPNetwork] = set()
-    for position, item in enumerate(_as_list(raw.get("allowedIPs"), f"{where}: allowedIPs", problems)):
-        try:
-            allowed.add(parse_network(item))
-        except ValueError as error:
-            problems.append(f"{where}: allowedIPs[{position}] {error}")
+    allowed = _parse_networks(raw, "allowedIPs", where, problems)
+    accepted = _parse_networks(raw, "acceptedIPs", where, problems)
+    for net in accepted:
+        for routed in allowed:
+            if net.version == routed.version and net.overlaps(routed):
+                problems.append(
+                    f"{where}: acceptedIPs {net} overlaps allowedIPs {routed}: a network is either routed to the"
+                    " peer (allowedIPs) or only accepted from it (acceptedIPs)"
+                )
 
     keepalive = raw.get("persistentKeepaliveSeconds")
     if keepalive is None:
@@ -278,7 +305,23 @@ def _parse_peer(index: int, raw: object, problems: list[str]) -> PeerSpec | None
         allowed_ips=tuple(sorted(allowed, key=_network_sort_key)),
         persistent_keepalive=int(keepalive),
         label=label or f"peers[{index}]",
+        accepted_ips=tuple(sorted(accepted, key=_network_sort_key)),
     )
+
+
+def _parse_networks(raw: Mapping[str, Any], name: str, where: str, problems: list[str]) -> set[IPNetwork]:
+    networks: set[IPNetwork] = set()
+    for position, item in enumerate(_as_list(raw.get(name), f"{where}: {name}", problems)):
+        try:
+            networks.add(parse_network(item))
+        except ValueError as error:
+            problems.append(f"{where}: {name}[{position}] {error}")
+    return networks
+
+
+def _claims(peer: PeerSpec) -> list[tuple[IPNetwork, str]]:
+    """Every network a peer claims, with the field that claims it."""
+    return [(net, "allowedIPs") for net in peer.allowed_ips] + [(net, "acceptedIPs") for net in peer.accepted_ips]
 
 
 def _cross_checks(
@@ -308,26 +351,28 @@ def _cross_checks(
     if proxy_ipv4 is not None:
         own.append((ipaddress.IPv4Network(proxy_ipv4), f"this node's own proxyIPv4 {proxy_ipv4}"))
     for index, peer in enumerate(peers):
-        for net in peer.allowed_ips:
+        for net, name in _claims(peer):
             for own_net, what in own:
                 if net.version == own_net.version and net.overlaps(own_net):
-                    problems.append(f"{where(index)}: allowedIPs {net} overlaps {what}")
+                    problems.append(f"{where(index)}: {name} {net} overlaps {what}")
 
-    # Each claimed network as an interval (version, first, last, peer index), sorted by start.
-    intervals = sorted(
-        (net.version, int(net.network_address), int(net.broadcast_address), index, net)
+    # Each claimed network, routed or accepted, as an interval (version, first, last, peer index, network,
+    # field), sorted by start: WireGuard gives a source to one peer only.
+    claimed = sorted(
+        (net.version, int(net.network_address), int(net.broadcast_address), index, net, name)
         for index, peer in enumerate(peers)
-        for net in peer.allowed_ips
+        for net, name in _claims(peer)
     )
-    widest: tuple[int, int, int, int, IPNetwork] | None = None  # the interval reaching furthest so far
-    for interval in intervals:
-        version, first, last, index, net = interval
+    widest: tuple[int, int, int, int, IPNetwork, str] | None = None  # the interval reaching furthest so far
+    for interval in claimed:
+        version, first, last, index, net, name = interval
         if widest is not None and widest[0] == version and first <= widest[2] and widest[3] != index:
-            problems.append(f"{where(index)}: allowedIPs {net} overlaps {widest[4]} of {where(widest[3])}")
+            problems.append(f"{where(index)}: {name} {net} overlaps {widest[4]} of {where(widest[3])}")
         if widest is None or widest[0] != version or last > widest[2]:
             widest = interval
 
-    # No endpoint may lie inside any allowed IPs: the tunnel would route into itself.
+    # No endpoint may lie inside any routed (allowed) IPs: the tunnel would route into itself.
+    intervals = [interval[:5] for interval in claimed if interval[5] == "allowedIPs"]
     starts = [(version, first) for version, first, _last, _index, _net in intervals]
     reach: list[tuple[int, int]] = []  # running maximum of (version, last) over the sorted intervals
     for version, _first, last, _index, _net in intervals:

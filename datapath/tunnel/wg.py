@@ -116,7 +116,8 @@ class WgControl:
 def peer_set_args(peer: PeerSpec, current: DumpPeer | None) -> list[str]:
     """`wg set` words that bring one peer from `current` (None: absent) to `peer`; [] when equal.
 
-    Only what differs is sent. `allowed-ips` replaces the peer's whole list, so it is always the full list.
+    Only what differs is sent. `allowed-ips` replaces the peer's whole list, so it is always the full list:
+    the peer's allowed (routed) and accepted IPs together, the sources WireGuard takes from it.
     """
     words: list[str] = []
     endpoint = str(peer.endpoint)
@@ -124,8 +125,7 @@ def peer_set_args(peer: PeerSpec, current: DumpPeer | None) -> list[str]:
         words += ["endpoint", endpoint]
     if current is None or current.persistent_keepalive != peer.persistent_keepalive:
         words += ["persistent-keepalive", str(peer.persistent_keepalive) if peer.persistent_keepalive else "off"]
-    if (current is None and peer.allowed_ips) or (
-        current is not None and set(current.allowed_ips) != set(peer.allowed_ips)
-    ):
-        words += ["allowed-ips", ",".join(str(net) for net in peer.allowed_ips)]
+    wanted = peer.wireguard_ips
+    if (current is None and wanted) or (current is not None and set(current.allowed_ips) != set(wanted)):
+        words += ["allowed-ips", ",".join(str(net) for net in wanted)]
     return ["peer", peer.public_key, *words] if words else []

@@ -858,37 +858,31 @@ FEDERATION_CASES: tuple[InvalidCase, ...] = (
     ),
 )
 
+
+def _node_tunnel_endpoint(status: str) -> str:
+    """member-1-node-9's NodeTunnelEndpoint with the given status, for the hub-written status cases."""
+    spec = f"""
+    cluster: member-1
+    node: member-1-node-9
+    publicKey: {KEY}
+    endpoint: 172.30.1.11:51820
+    """
+    return _namespaced("NodeTunnelEndpoint", "member-1.member-1-node-9", spec, status=status)
+
+
 # Status written by the hub; applied with `kubectl apply --subresource=status` to an existing object.
 STATUS_CASES: tuple[InvalidCase, ...] = (
     InvalidCase(
         "nte-status-proxy-ip",
         "the allocated proxy IPv4 is not an address",
-        _namespaced(
-            "NodeTunnelEndpoint",
-            "member-1.member-1-node-9",
-            f"""
-            cluster: member-1
-            node: member-1-node-9
-            publicKey: {KEY}
-            endpoint: 172.30.1.11:51820
-            """,
-            status="proxyIPv4: 100.96.0.300",
-        ),
+        _node_tunnel_endpoint("proxyIPv4: 100.96.0.300"),
         "status.proxyIPv4",
     ),
     InvalidCase(
         "nte-status-peer-key",
         "a peer's publicKey is malformed",
-        _namespaced(
-            "NodeTunnelEndpoint",
-            "member-1.member-1-node-9",
-            f"""
-            cluster: member-1
-            node: member-1-node-9
-            publicKey: {KEY}
-            endpoint: 172.30.1.11:51820
-            """,
-            status="""
+        _node_tunnel_endpoint(
+            """
             proxyIPv4: 100.96.0.1
             peers:
               - cluster: member-2
@@ -896,9 +890,26 @@ STATUS_CASES: tuple[InvalidCase, ...] = (
                 publicKey: AAAA
                 endpoint: 172.30.2.11:51820
                 allowedIPs: [10.102.1.0/24, 100.96.0.2/32]
-            """,
+            """
         ),
         "status.peers[0].publicKey",
+    ),
+    InvalidCase(
+        "nte-status-peer-accepted-ip",
+        "a same-cluster peer's accepted network has host bits set",
+        _node_tunnel_endpoint(
+            f"""
+            proxyIPv4: 100.96.0.1
+            peers:
+              - cluster: member-1
+                node: member-1-node-2
+                publicKey: {KEY}
+                endpoint: 172.30.1.12:51820
+                allowedIPs: [100.96.0.2/32]
+                acceptedIPs: [10.101.2.5/24]
+            """
+        ),
+        "status.peers[0].acceptedIPs[0]",
     ),
 )
 

@@ -78,22 +78,46 @@ def test_a_peer_in_another_cluster_carries_its_pod_cidrs_and_proxy_ip() -> None:
     assert remote.persistent_keepalive_seconds == 25
 
 
-def test_a_peer_in_the_same_cluster_carries_only_its_proxy_ip_unless_asked() -> None:
-    plan = plan_mesh(POOL, lab_endpoints())
-    proxy = plan.proxy.addresses[("member-1", "member-1-node-2")]
-    same = {peer.node: peer for peer in plan.peers[("member-1", "member-1-node-1")]}["member-1-node-2"]
-    assert same.allowed_ips == [f"{proxy}/32"]
+# What member-1-node-1 is told about each other node: (description, planned with same_cluster_pod_cidrs,
+# proxy IPs held by member-1-node-2 and member-2-node-1, peer, allowedIPs, acceptedIPs; None: no peer).
+PEER_TABLE = [
+    ("another cluster: pod CIDRs and proxy IP routed", False, True, "member-2-node-1",
+     ["10.102.1.0/24", "100.96.0.3/32"], None),
+    ("same cluster: proxy IP routed, pod CIDRs only accepted", False, True, "member-1-node-2",
+     ["100.96.0.2/32"], ["10.101.2.0/24"]),
+    ("same cluster, same_cluster_pod_cidrs: both routed", True, True, "member-1-node-2",
+     ["10.101.2.0/24", "100.96.0.2/32"], None),
+    ("another cluster without proxy IP: pod CIDRs routed", False, False, "member-2-node-1",
+     ["10.102.1.0/24"], None),
+    ("same cluster without proxy IP: a peer for its pods' sources only", False, False, "member-1-node-2",
+     [], ["10.101.2.0/24"]),
+    ("same cluster without proxy IP, same_cluster_pod_cidrs: pod CIDRs routed", True, False, "member-1-node-2",
+     ["10.101.2.0/24"], None),
+]
 
-    full = plan_mesh(POOL, lab_endpoints(), same_cluster_pod_cidrs=True)
-    same = {peer.node: peer for peer in full.peers[("member-1", "member-1-node-1")]}["member-1-node-2"]
-    assert same.allowed_ips == ["10.101.2.0/24", f"{proxy}/32"]
+
+@pytest.mark.parametrize(
+    ("same_cluster_pod_cidrs", "with_proxy", "peer_node", "allowed", "accepted"),
+    [row[1:] for row in PEER_TABLE],
+    ids=[row[0] for row in PEER_TABLE],
+)
+def test_what_a_node_routes_and_accepts_for_each_peer(
+    same_cluster_pod_cidrs: bool, with_proxy: bool, peer_node: str, allowed: list[str], accepted: list[str] | None
+) -> None:
+    endpoints = [endpoint(1, 1), endpoint(1, 2), endpoint(2, 1)]
+    proxies = {("member-1", "member-1-node-1"): ipaddress.IPv4Address("100.96.0.1")}
+    if with_proxy:
+        proxies[("member-1", "member-1-node-2")] = ipaddress.IPv4Address("100.96.0.2")
+        proxies[("member-2", "member-2-node-1")] = ipaddress.IPv4Address("100.96.0.3")
+    plan = plan_peers(endpoints, proxies, same_cluster_pod_cidrs=same_cluster_pod_cidrs)
+    peer = {peer.node: peer for peer in plan[("member-1", "member-1-node-1")]}[peer_node]
+    assert (peer.allowed_ips, peer.accepted_ips) == (allowed, accepted)
 
 
-def test_a_same_cluster_node_without_proxy_ip_is_no_peer_at_all() -> None:
-    endpoints = lab_endpoints()
-    peers = plan_peers(endpoints, {})
-    names = {peer.node for peer in peers[("member-1", "member-1-node-1")]}
-    assert names == {"member-2-node-1", "member-2-node-2"}
+def test_a_same_cluster_node_with_neither_pod_cidrs_nor_proxy_ip_is_no_peer() -> None:
+    bare = NodeTunnelEndpoint.for_node("member-1", "member-1-host", key("host"), "172.30.1.99:51820")
+    peers = plan_peers([endpoint(1, 1), bare], {("member-1", "member-1-node-1"): ipaddress.IPv4Address("100.96.0.1")})
+    assert peers[("member-1", "member-1-node-1")] == []
 
 
 def test_peer_sets_are_deterministic_whatever_the_input_order() -> None:

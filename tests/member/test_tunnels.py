@@ -25,3 +25,17 @@ def test_planned_and_api_peers_translate_to_a_state_datapath_accepts() -> None:
     assert document["peers"][1]["persistentKeepaliveSeconds"] == 0  # unset in the API means off
     parsed = parse_state(document)
     assert [str(peer.endpoint) for peer in parsed.peers] == ["172.30.2.11:51820", "172.30.2.12:51820"]
+
+
+def test_a_same_cluster_peers_accepted_ips_reach_wireguard_but_no_route() -> None:
+    """The agent's path: BalancingNode.spec.tunnel peers (API form) -> tunnel_state -> datapath state."""
+    same_cluster = TunnelPeer.model_validate({
+        "cluster": "member-1", "node": "member-1-node-2", "publicKey": KEY, "endpoint": "172.30.1.12:51820",
+        "allowedIPs": ["100.96.0.2/32"], "acceptedIPs": ["10.101.2.0/24"], "persistentKeepaliveSeconds": 25,
+    })
+    document = tunnel_state("100.96.0.1", [same_cluster])
+    assert document["peers"][0]["acceptedIPs"] == ["10.101.2.0/24"]
+    parsed = parse_state(document)
+    (peer,) = parsed.peers
+    assert [str(net) for net in peer.wireguard_ips] == ["10.101.2.0/24", "100.96.0.2/32"]
+    assert [str(net) for net in parsed.routed_networks()] == ["100.96.0.2/32"]

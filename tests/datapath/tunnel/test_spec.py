@@ -88,6 +88,17 @@ def test_an_empty_state_means_no_peers() -> None:
         (peer(colour="blue"), "peers[0] (member-2-node-1): unknown field 'colour'"),
         (peer(publicKey=key("me")), "publicKey is this node's own public key"),
         ({"cluster": "member-2"}, "peers[0]: publicKey is missing"),
+        (peer(acceptedIPs=["10.102.2.5/24"]), "acceptedIPs[0] '10.102.2.5/24' has host bits set"),
+        (peer(acceptedIPs="10.102.2.0/24"), "peers[0] (member-2-node-1): acceptedIPs must be a list"),
+        (
+            peer(acceptedIPs=["10.101.1.0/25"]),
+            "acceptedIPs 10.101.1.0/25 overlaps this node's own pod CIDR 10.101.1.0/24",
+        ),
+        (
+            peer(acceptedIPs=["10.102.0.0/16"]),
+            "acceptedIPs 10.102.0.0/16 overlaps allowedIPs 10.102.1.0/24: a network is either routed to the peer"
+            " (allowedIPs) or only accepted from it (acceptedIPs)",
+        ),
     ],
 )
 def test_a_bad_peer_is_named_in_the_error(entry: dict[str, Any], expected: str) -> None:
@@ -106,6 +117,28 @@ def test_peers_must_not_claim_each_others_networks_or_keys() -> None:
     message = problems_of({"peers": [peer("a"), peer("b", allowedIPs=["10.102.0.0/16"], publicKey=key("a"))]})
     assert "peers[1] (member-2/b): publicKey is the same as peers[0] (member-2/a)" in message
     assert "overlaps 10.102.0.0/16 of peers[1] (member-2/b)" in message or "10.102.1.0/24 of peers[0]" in message
+
+
+def test_accepted_ips_go_to_wireguard_but_are_not_routed() -> None:
+    state = parse({"peers": [peer(allowedIPs=["100.96.0.2/32"], acceptedIPs=["10.101.2.0/24", "10.101.2.0/24"])]})
+    (only,) = state.peers
+    assert [str(n) for n in only.accepted_ips] == ["10.101.2.0/24"]
+    assert [str(n) for n in only.wireguard_ips] == ["10.101.2.0/24", "100.96.0.2/32"]
+    assert [str(n) for n in state.routed_networks()] == ["100.96.0.2/32"]
+
+
+def test_an_endpoint_may_lie_inside_accepted_ips_which_are_not_routed() -> None:
+    state = parse({"peers": [peer(allowedIPs=["100.96.0.2/32"], acceptedIPs=["172.30.2.0/24"])]})
+    assert [str(n) for n in state.peers[0].accepted_ips] == ["172.30.2.0/24"]
+
+
+def test_a_source_belongs_to_one_peer_whether_routed_or_accepted() -> None:
+    message = problems_of(
+        {"peers": [peer("a"), peer("b", endpoint="172.30.2.12:51820", allowedIPs=[], acceptedIPs=["10.102.1.128/25"])]}
+    )
+    assert (
+        "peers[1] (member-2/b): acceptedIPs 10.102.1.128/25 overlaps 10.102.1.0/24 of peers[0] (member-2/a)" in message
+    )
 
 
 def test_the_own_proxy_ip_cannot_be_a_peers() -> None:
@@ -221,5 +254,13 @@ def test_an_update_sends_only_what_differs_and_always_the_full_allowed_ips_list(
         "allowed-ips",
         "10.102.1.0/24,100.96.0.2/32",
     ]
+    (accepting,) = parse({"peers": [peer(acceptedIPs=["10.101.2.0/24"])]}).peers
+    assert peer_set_args(accepting, _current(wanted)) == [
+        "peer",
+        wanted.public_key,
+        "allowed-ips",
+        "10.101.2.0/24,10.102.1.0/24,100.96.0.2/32",
+    ]
+    assert peer_set_args(accepting, _current(accepting, allowed_ips=accepting.wireguard_ips)) == []
     (off,) = parse({"peers": [peer(persistentKeepaliveSeconds=0)]}).peers
     assert peer_set_args(off, _current(wanted)) == ["peer", wanted.public_key, "persistent-keepalive", "off"]

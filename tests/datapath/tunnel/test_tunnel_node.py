@@ -236,3 +236,81 @@ def _is_wireguard_go_in(proc: Path, topology: Topology, name: str) -> bool:
     except OSError:
         return False
     return is_daemon and netns == os.stat(f"/run/netns/{topology.nodes[name].netns}").st_ino
+
+
+# --- same-cluster peers: pod sources accepted, not routed -------------------------------------------------
+
+
+def _same_cluster_entry(topology: Topology, name: str, *, accepted: bool = True) -> dict[str, object]:
+    """A same-cluster peer as the hub plans it: its proxy IP routed, its pod CIDR only accepted."""
+    node = topology.nodes[name]
+    entry = topology.peer_entry(name)
+    entry["allowedIPs"] = [f"{node.proxy_ip}/32"]
+    if accepted:
+        entry["acceptedIPs"] = [str(node.pod_cidr)]
+    return entry
+
+
+def _cluster_network(topology: Topology, a: str, b: str) -> None:
+    """The cluster network between two nodes of one cluster (host-gw style): pod CIDRs over the underlay,
+    with loose reverse-path filtering as systemd sets it (the reply takes another path than the request)."""
+    for here, there in ((a, b), (b, a)):
+        node, other = topology.nodes[here], topology.nodes[there]
+        node.run(["ip", "route", "add", str(other.pod_cidr), "via", str(other.underlay_ip)]).check_returncode()
+        node.run(["sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=2"]).check_returncode()
+
+
+def _apply_peers(topology: Topology, name: str, peers: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    state = topology.state_for(name, [])
+    state["peers"] = peers
+    return topology.apply(name, state)
+
+
+def _pings(run: Any, address: object) -> bool:
+    return bool(run(["ping", "-c", "1", "-W", "1", str(address)]).returncode == 0)
+
+
+def test_a_pod_reaches_a_same_cluster_nodes_proxy_ip_because_its_source_is_accepted_not_routed(
+    kernel: KernelResources, tmp_path: Path
+) -> None:
+    topology = make_topology(kernel, tmp_path)
+    a, b = topology.add_node("m1n1", 1, 1), topology.add_node("m1n2", 1, 2)
+    c = topology.add_node("m2n1", 2, 1)
+    _cluster_network(topology, "m1n1", "m1n2")
+    other_cluster_c = topology.peer_entry("m2n1")
+    _apply_peers(topology, "m1n1", [_same_cluster_entry(topology, "m1n2"), other_cluster_c])
+    _apply_peers(topology, "m1n2", [_same_cluster_entry(topology, "m1n1", accepted=False)])
+    topology.apply("m2n1", topology.state_for("m2n1", ["m1n1"]))
+
+    # without acceptedIPs on B, A's pod (10.101.1.2) is not a source B's WireGuard takes from A: dropped
+    assert _pings(a.run, b.proxy_ip)  # A's host process sends from A's proxy IP, which B accepts
+    assert not _pings(a.pod_run, b.proxy_ip)
+
+    result = _apply_peers(topology, "m1n2", [_same_cluster_entry(topology, "m1n1")])
+    assert result.stdout.strip().endswith("peers +0 ~1 -0; routes set 0, fenced 0, deleted 0")
+    assert wait_for(lambda: _pings(a.pod_run, b.proxy_ip))
+    # B routes only A's proxy IP into the tunnel; A's pod CIDR stays on the cluster network, which the
+    # route-conflict check let be (it is routed by someone else, and only accepted from the tunnel)
+    assert routes(topology, "m1n2") == ["100.96.0.1 dev bfwg0 scope link src 100.96.0.2"]
+    assert "dev eth0" in b.run(["ip", "route", "get", str(a.pod_ip)]).stdout
+    peers: list[dict[str, Any]] = topology.status("m1n2")["peers"]  # type: ignore[assignment]
+    (peer,) = peers
+    assert (peer["allowed_ips"], peer["accepted_ips"]) == (["100.96.0.1/32"], ["10.101.1.0/24"])
+    assert "10.101.1.0/24" in topology.cli("status", "m1n2").stdout
+
+    # on A, the other cluster's pod CIDR becoming accepted only: WireGuard's view of the peer is the same
+    # (allowed-ips is allowed + accepted), so no peer changes; its route goes, not fenced (whoever routes
+    # it now must not find it blackholed), and nothing else moves
+    assert routes(topology, "m1n1") == [
+        "10.102.1.0/24 dev bfwg0 scope link src 100.96.0.1",
+        "100.96.0.2 dev bfwg0 scope link src 100.96.0.1",
+        "100.96.0.3 dev bfwg0 scope link src 100.96.0.1",
+    ]
+    moved = {**other_cluster_c, "allowedIPs": [f"{c.proxy_ip}/32"], "acceptedIPs": [str(c.pod_cidr)]}
+    result = _apply_peers(topology, "m1n1", [_same_cluster_entry(topology, "m1n2"), moved])
+    assert result.stdout.strip().endswith("peers +0 ~0 -0; routes set 0, fenced 0, deleted 1")
+    assert routes(topology, "m1n1") == [
+        "100.96.0.2 dev bfwg0 scope link src 100.96.0.1",
+        "100.96.0.3 dev bfwg0 scope link src 100.96.0.1",
+    ]
+    assert _pings(a.pod_run, b.proxy_ip)  # the same-cluster peer was not touched
