@@ -283,7 +283,9 @@ def main() -> int:
     install(lab)
     seeds = seed_policies(lab)
     failed = cross_cluster(lab)
-    seed_failures = [name for name, answer in seeds.items() if "http-redirect" not in answer]
+    seed_failures = [name for name, answer in seeds.items() if "http-redirect" not in answer or "failed" in answer]
+    for name in seed_failures:
+        print(f"seed example {name} did not answer as expected: {seeds[name]}")
     print("Kept for you to explore. Remove everything with: balancing lab down")
     return 1 if failed or seed_failures else 0
 
