@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def ensure_signed(
     host.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
               "-subj", subject])
     host.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-              "-CAcreateserial", "-out", str(cert), "-days", DAYS, "-extfile", str(extensions)])
+              # a random serial, not -CAcreateserial: clusters sign in parallel, and a shared ca.srl races
+              "-set_serial", f"0x{secrets.token_hex(16)}", "-out", str(cert), "-days", DAYS,
+              "-extfile", str(extensions)])
     csr.unlink()
     extensions.unlink()
     return cert, key
