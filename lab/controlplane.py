@@ -79,6 +79,9 @@ def _prepare(cluster: str) -> dict[str, Path]:
     }
 
 
+ROLES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
 def _start(cluster: str, role: str, argv: list[str]) -> ProcessRecord:
     cgroup = host.cgroup_create(control_plane_cgroup(cluster) / role)
     log = cluster_dir(cluster) / f"{role}.log"

@@ -94,7 +94,8 @@ def _up(members: int, nodes_per_cluster: int) -> LabState:
 
 
 def _healthy(record: ClusterRecord | None) -> bool:
-    return record is not None and all(p.alive() for p in record.processes) and controlplane.readyz(record.name)
+    return (record is not None and {p.role.split("/", 1)[1] for p in record.processes} >= set(controlplane.ROLES)
+            and all(p.alive() for p in record.processes) and controlplane.readyz(record.name))
 
 
 def _record(state: LabState, record: ClusterRecord) -> None:
