@@ -26,6 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException as ApiException  # callers catch it through this module
 from kubernetes.config.config_exception import ConfigException
 
+from crds import ALL_KINDS
 from member.policies import MANAGED_BY, MANAGED_BY_LABEL
 
 log = logging.getLogger("balancing.kube")
@@ -243,21 +244,12 @@ def write_node_status(api: Api, node_name: str, status: Mapping[str, Any]) -> No
 # --- the controller's writes ----------------------------------------------------------------------------
 
 
-# Plural and API version of every kind the member writes, for its REST paths.
+# API version and plural of every kind the member writes, for its REST paths: ours and the MCS kinds
+# from their models, two built-in kinds by hand.
 RESOURCES: dict[str, tuple[str, str]] = {
     "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices"),
     "Node": ("v1", "nodes"),
-    "BalancingPolicy": ("balancing.elf.io/v1beta1", "balancingpolicies"),
-    "LocalRedirectPolicy": ("balancing.elf.io/v1beta1", "localredirectpolicies"),
-    "BalancingNode": ("balancing.elf.io/v1beta1", "balancingnodes"),
-    "MemberCluster": ("balancing.elf.io/v1beta1", "memberclusters"),
-    "ExportedService": ("balancing.elf.io/v1beta1", "exportedservices"),
-    "FederatedEndpointSlice": ("balancing.elf.io/v1beta1", "federatedendpointslices"),
-    "FederatedService": ("balancing.elf.io/v1beta1", "federatedservices"),
-    "NodeTunnelEndpoint": ("balancing.elf.io/v1beta1", "nodetunnelendpoints"),
-    "ServiceExport": ("multicluster.x-k8s.io/v1alpha1", "serviceexports"),
-    "ServiceImport": ("multicluster.x-k8s.io/v1alpha1", "serviceimports"),
-    "ClusterProperty": ("about.k8s.io/v1alpha1", "clusterproperties"),
+    **{kind.kind_name: (f"{kind.group}/{kind.versions[0]}", kind.plural) for kind in ALL_KINDS},
 }
 
 

@@ -15,8 +15,8 @@ import pytest
 from lab import runtime
 from lab.state import LabState
 from lab.testing import Federation
-from tests.federation.conftest import M2_NODES, ClusterSet, import_ip
-from tests.member.conftest import NAMESPACE, Member, wait_for
+from tests.federation.conftest import HUB_RELEASE, M2_NODES, ClusterSet, import_ip
+from tests.member.conftest import CHARTS, NAMESPACE, Member, helm, wait_for
 from tests.member.test_services_lab import reaches
 
 pytestmark = pytest.mark.lab
@@ -91,3 +91,40 @@ def test_the_hub_operator_killed_restarts_and_converges(clusterset: ClusterSet, 
     reaches(m1, f"member-1/{exported}/client", ip, 80, {"web-1", "web-2", "web-4"})
     m2.kubectl("delete", "pod", "web-1", "-n", exported, "--wait=true")
     reaches(m1, f"member-1/{exported}/client", ip, 80, {"web-2", "web-4"})
+
+
+def tunnel_readiness(hub: Member) -> dict[str, dict[str, Any]]:
+    """Every node's NodeTunnelEndpoint Ready condition on the hub, by node name."""
+    endpoints = json.loads(hub.kubectl("get", "nodetunnelendpoints", "-A", "-o", "json").stdout)["items"]
+    return {e["spec"]["node"]: next((c for c in (e.get("status") or {}).get("conditions") or []
+                                     if c["type"] == "Ready"), {}) for e in endpoints}
+
+
+def set_proxy_pool(hub: Member, pool: str) -> None:
+    upgraded = helm(hub, "upgrade", HUB_RELEASE, str(CHARTS / "hub"), "-n", NAMESPACE, "--reuse-values",
+                    "--set", f"proxyIpPool={pool}", "--wait", "--timeout", "180s")
+    assert upgraded.returncode == 0, upgraded.stderr
+
+
+def test_an_exhausted_proxy_pool_names_the_nodes_left_out_and_disturbs_nothing_else(clusterset: ClusterSet,
+                                                                                   exported: str) -> None:
+    m1, hub = clusterset.members["member-1"], clusterset.hub
+    ip = import_ip(m1, exported, "web")
+    set_proxy_pool(hub, "100.96.0.0/30")  # two addresses for four nodes
+    try:
+        def left_out() -> dict[str, dict[str, Any]] | None:
+            refused = {node: ready for node, ready in tunnel_readiness(hub).items()
+                       if ready.get("reason") == "ProxyPoolExhausted"}
+            return refused if len(refused) == 2 else None
+
+        refused = wait_for(left_out, "two nodes left without a proxy IPv4", timeout=90)
+        for node, ready in refused.items():
+            assert ready["status"] == "False" and node in ready["message"] and "100.96.0.0/30" in ready["message"]
+        events = json.loads(hub.kubectl("get", "events", "-A", "--field-selector", "reason=ProxyPoolExhausted",
+                                        "-o", "json").stdout)["items"]
+        assert {e["involvedObject"]["kind"] for e in events} == {"NodeTunnelEndpoint"}, events
+        reaches(m1, f"member-1/{exported}/client", ip, 80, {"web-1", "web-2"})  # the mesh still carries pods
+    finally:
+        set_proxy_pool(hub, "100.96.0.0/16")
+    wait_for(lambda: all(r.get("status") == "True" for r in tunnel_readiness(hub).values()),
+             "every node with a proxy IPv4 again", timeout=90)
