@@ -690,7 +690,7 @@ def report(services: int, results: Sequence[Result], changes: int) -> None:
         def shown(result: Result) -> str:
             try:
                 text = cell(result)
-            except (ValueError, ZeroDivisionError, TypeError, AttributeError):  # not measured
+            except (ValueError, ZeroDivisionError, TypeError, AttributeError, IndexError):  # not measured
                 return "-"
             return "-" if "nan" in text else text
 
