@@ -137,7 +137,8 @@ def test_nodes_get_proxy_addresses_and_peers(running_hub: HubProcess) -> None:
                      "endpoint": f"172.30.{index}.11:51820", "podCIDRs": [f"10.10{index}.1.0/24"]},
         })
     found = [eventually(lambda c=cluster: hub.get_object("nte", c, f"{c}.{c}-node-1"),  # type: ignore[misc]
-                        lambda obj: condition(obj, "Ready") == ("True", "Planned")) for cluster in clusters]
+                        lambda obj: condition(obj, "Ready") == ("True", "Planned")
+                        and len((obj or {}).get("status", {}).get("peers") or []) == 1) for cluster in clusters]
     assert sorted(obj["status"]["proxyIPv4"] for obj in found if obj) == ["100.96.0.1", "100.96.0.2"]
     first = found[0]
     assert first is not None
