@@ -155,6 +155,10 @@ def scale_controller(member: Member, replicas: int) -> None:
     if replicas:
         member.kubectl("rollout", "status", "deployment/balancing-member-controller", "-n", "balancing-system",
                        "--timeout=120s")
+    else:  # scaled down is not stopped: wait until the last controller process is gone
+        wait_for(lambda: not json.loads(member.kubectl(
+            "get", "pods", "-l", "app.kubernetes.io/component=controller", "-n", "balancing-system", "-o", "json",
+        ).stdout)["items"], "no member controller pod left", timeout=120)
 
 
 def test_a_silent_member_expires_and_returns(clusterset: ClusterSet, exported: str) -> None:
