@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -61,6 +62,11 @@ def test_ports_are_a_union_and_a_type_conflict_is_raised_without_moving_traffic(
                                                                               exported: str) -> None:
     m1, m2 = clusterset.members["member-1"], clusterset.members["member-2"]
     ip = import_ip(m1, exported, "web")
+    # member-2's export must be the older one: creation times have one-second resolution, and a tie goes
+    # to the lower cluster name (MCS), member-1, whose ClientIP affinity would then win.
+    created = m2.get("serviceexports.multicluster.x-k8s.io", "web", exported)["metadata"]["creationTimestamp"]
+    wait_for(lambda: datetime.now(UTC) >= datetime.fromisoformat(created) + timedelta(seconds=1),
+             "a creation time later than member-2's export")
     m1.echo_pods(exported, [("local-web", M1_NODES[1], {"app": "web"})])
     m1.apply(service("web", exported, [{"name": "http", "port": 80, "targetPort": 8080},
                                        {"name": "alt", "port": 8081, "targetPort": 8080}], {"app": "web"},
