@@ -54,25 +54,18 @@ from benchmarks.bench_member_vs_kube_proxy import (
     teardown_backends,
 )
 from lab.addressing import ClusterAddressing
-from lab.demo import add_member, helm, uninstall_member
+from lab.demo import add_member, install_hub, install_member, uninstall_member
 from lab.state import LAB_DIR, LabState, NodeRecord
 from lab.testing import Federation
 from member import kube
 
-REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-propagation"
 SYSTEM = "balancing-system"
-HUB_RELEASE, MEMBER_RELEASE = "balancing-hub", "balancing-member"
 SOURCE, TARGET = "member-2", "member-1"
 CATALOGUE = "balancing-federation"
 HUB_METRICS_PORT = 9966  # charts/hub values operator.metricsPort
 AGENT_HISTOGRAM = "balancing_agent_network_programming_duration_seconds"
 HUB_HISTOGRAM = "balancing_hub_propagation_seconds"
-
-
-def install_member(lab: Federation, name: str, values: Path, wait: bool) -> None:
-    helm(lab, name, "upgrade", "--install", MEMBER_RELEASE, str(REPO / "charts" / "member"), "-n", SYSTEM,
-         "--create-namespace", "-f", str(values), *(["--wait", "--timeout", "240s"] if wait else []))
 
 
 def clusterset_ip(lab: Federation, timeout: float) -> str:
@@ -100,9 +93,9 @@ def export_probe(lab: Federation, api: kube.Api) -> None:
     set_probe_endpoints(api, True, NAMESPACE)
 
 
-def scrape(url: str) -> dict[float, float]:
+def scrape(url: str, histogram: str) -> dict[float, float]:
     status, text = fetch(url)
-    return buckets(text, AGENT_HISTOGRAM if str(AGENT_METRICS_PORT) in url else HUB_HISTOGRAM) if status == 200 else {}
+    return buckets(text, histogram) if status == 200 else {}
 
 
 def hub_metrics_url(lab: Federation) -> str:
@@ -135,10 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     prober: Prober | None = None
     try:
         uninstall_member(lab, TARGET)
-        helm(lab, "hub", "upgrade", "--install", HUB_RELEASE, str(REPO / "charts" / "hub"), "-n", SYSTEM,
-             "--create-namespace", "--set", f"members[0].name={TARGET}", "--set", f"members[1].name={SOURCE}",
-             "--wait", "--timeout", "240s")
-        install_member(lab, SOURCE, add_member(lab, SOURCE, workdir), wait=True)
+        install_hub(lab)
+        install_member(lab, SOURCE, add_member(lab, SOURCE, workdir))
         export_probe(lab, source_api)
         ip = clusterset_ip(lab, 120)
         setup_backends(node, str(ClusterAddressing(TARGET).service_cidr), tool)
@@ -154,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         agent_url = f"http://{node.underlay_ip}:{AGENT_METRICS_PORT}/metrics"
         hub_url = hub_metrics_url(lab)
-        agent_before, hub_before = scrape(agent_url), scrape(hub_url)
+        agent_before, hub_before = scrape(agent_url, AGENT_HISTOGRAM), scrape(hub_url, HUB_HISTOGRAM)
         latencies: list[float] = []
         missed = 0
         accepting = True
@@ -169,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 missed += 1
             else:
                 latencies.append(seen - trigger)
-        agent_after, hub_after = scrape(agent_url), scrape(hub_url)
+        agent_after, hub_after = scrape(agent_url, AGENT_HISTOGRAM), scrape(hub_url, HUB_HISTOGRAM)
         if not latencies:
             raise RuntimeError(f"none of {args.changes} changes was seen within {args.timeout:.0f} s")
         print(f"  change -> kernel: p50 {ms(percentile(latencies, 0.5))} ms, p99 {ms(percentile(latencies, 0.99))} ms, "

@@ -86,19 +86,28 @@ def curl(lab: Federation, target: str, url: str) -> str:
     return result.stdout.strip() or f"failed: {result.stderr.strip() or result.returncode}"
 
 
-def install(lab: Federation) -> None:
-    step("helm install the hub chart on the hub (the hub operator)")
+def install_hub(lab: Federation) -> None:
+    """`helm install` the hub chart, with a hub namespace for each of MEMBERS."""
     helm(lab, "hub", "upgrade", "--install", HUB_RELEASE, str(REPO / "charts" / "hub"), "-n", SYSTEM,
          "--create-namespace", *(arg for i, m in enumerate(MEMBERS) for arg in ("--set", f"members[{i}].name={m}")),
          "--wait", "--timeout", "180s")
+
+
+def install_member(lab: Federation, cluster: str, values: Path, *settings: str, wait: bool = True) -> None:
+    """`helm install` the member chart with the values `add_member` printed (and `--set` settings)."""
+    helm(lab, cluster, "upgrade", "--install", RELEASE, str(REPO / "charts" / "member"), "-n", SYSTEM,
+         "--create-namespace", "-f", str(values), *settings, *(["--wait", "--timeout", "180s"] if wait else []))
+
+
+def install(lab: Federation) -> None:
+    step("helm install the hub chart on the hub (the hub operator)")
+    install_hub(lab)
     print(lab.kubectl("hub", "get", "pods", "-n", SYSTEM, "-o", "wide").stdout.rstrip())
     workdir = LAB_DIR / "demo"
     workdir.mkdir(parents=True, exist_ok=True)
     for cluster in MEMBERS:
         step(f"balancing hub add-member {cluster}, then helm install the member chart with what it prints")
-        values = add_member(lab, cluster, workdir)
-        helm(lab, cluster, "upgrade", "--install", RELEASE, str(REPO / "charts" / "member"), "-n", SYSTEM,
-             "--create-namespace", "-f", str(values), "--wait", "--timeout", "180s")
+        install_member(lab, cluster, add_member(lab, cluster, workdir))
         print(lab.kubectl(cluster, "get", "pods", "-n", SYSTEM, "-o", "wide").stdout.rstrip())
     step("the hub sees both members Ready; every node got a proxy IPv4 and its WireGuard peers")
     for cluster in MEMBERS:

@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
-from lab.demo import add_member
+from lab.demo import HUB_RELEASE, MEMBERS, add_member, install_hub, install_member
+from lab.demo import RELEASE as MEMBER_RELEASE
 from lab.testing import Federation
-from tests.member.conftest import CHARTS, NAMESPACE, Member, helm, wait_for
+from tests.member.conftest import NAMESPACE, Member, helm, wait_for
 from tests.member.test_services_lab import service
 
-MEMBERS = ("member-1", "member-2")
-HUB_RELEASE = "balancing-hub"
-MEMBER_RELEASE = "balancing-member"
 HEARTBEAT_PERIOD, HEARTBEAT_TIMEOUT = 2, 8  # short, so that liveness tests finish quickly
 CATALOGUE = "balancing-federation"
 
@@ -43,19 +41,13 @@ class ClusterSet:
 @pytest.fixture(scope="package")
 def clusterset(federation: Federation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
     hub = Member(federation, "hub")
-    installed = helm(hub, "upgrade", "--install", HUB_RELEASE, str(CHARTS / "hub"), "-n", NAMESPACE,
-                     "--create-namespace", "--set", "members[0].name=member-1", "--set", "members[1].name=member-2",
-                     "--wait", "--timeout", "180s")
-    assert installed.returncode == 0, installed.stderr
+    install_hub(federation)
     directory = tmp_path_factory.mktemp("clusterset")
     members = {name: Member(federation, name) for name in MEMBERS}
-    for name, member in members.items():
-        values = add_member(federation, name, directory)
-        installed = helm(member, "upgrade", "--install", MEMBER_RELEASE, str(CHARTS / "member"), "-n", NAMESPACE,
-                         "--create-namespace", "-f", str(values),
-                         "--set", f"hub.heartbeatPeriodSeconds={HEARTBEAT_PERIOD}",
-                         "--set", f"hub.heartbeatTimeoutSeconds={HEARTBEAT_TIMEOUT}", "--wait", "--timeout", "180s")
-        assert installed.returncode == 0, installed.stderr
+    for name in MEMBERS:
+        install_member(federation, name, add_member(federation, name, directory),
+                       "--set", f"hub.heartbeatPeriodSeconds={HEARTBEAT_PERIOD}",
+                       "--set", f"hub.heartbeatTimeoutSeconds={HEARTBEAT_TIMEOUT}")
     clusters = ClusterSet(federation, hub, members)
     for name in MEMBERS:
         wait_for(lambda name=name: clusters.ready(name), f"MemberCluster {name} Ready", timeout=90)  # type: ignore[misc]

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from lab import runtime
+from lab.demo import HUB_RELEASE
 from lab.state import LabState
 from lab.testing import Federation
-from tests.federation.conftest import HUB_RELEASE, M2_NODES, ClusterSet, import_ip
+from tests.federation.conftest import M2_NODES, ClusterSet, import_ip
 from tests.member.conftest import CHARTS, NAMESPACE, Member, helm, wait_for
 from tests.member.test_services_lab import reaches
 
